@@ -1,0 +1,64 @@
+"""Issuing access tokens: JWTs after RFC 9068 (``typ: at+jwt``)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from .b64 import b64url_encode
+from .clock import Clock
+from .jws import CompactSigner
+from .keys import SigningKey
+
+ACCESS_TOKEN_TYP = "at+jwt"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedAccessToken:
+    token: str
+    expires_at: int
+    jti: str
+
+
+class AccessTokenIssuer:
+    """Mints access tokens for one issuer and audience, signed with the current key."""
+
+    def __init__(
+        self,
+        key: SigningKey,
+        *,
+        issuer: str,
+        audience: str,
+        ttl: int,
+        clock: Clock,
+        client_id: str = "latchkey",
+    ) -> None:
+        self._signer = CompactSigner(key, ACCESS_TOKEN_TYP)
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl
+        self.client_id = client_id
+        self._clock = clock
+
+    @property
+    def key(self) -> SigningKey:
+        return self._signer.key
+
+    def issue(self, *, subject: str, sid: str, scope: str, auth_time: int) -> IssuedAccessToken:
+        now = int(self._clock.now())
+        exp = now + self.ttl
+        jti = b64url_encode(secrets.token_bytes(16))
+        # RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti are required.
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.audience,
+            "exp": exp,
+            "iat": now,
+            "jti": jti,
+            "client_id": self.client_id,
+            "sid": sid,
+            "scope": scope,
+            "auth_time": auth_time,
+        }
+        return IssuedAccessToken(token=self._signer.sign(claims), expires_at=exp, jti=jti)

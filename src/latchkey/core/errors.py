@@ -1,0 +1,147 @@
+"""One error tree. Every class carries its OAuth ``error`` code and its HTTP status.
+
+The web layer renders any :class:`LatchkeyError` as
+``{"error": e.error, "error_description": e.description}`` with ``e.status_code``
+(RFC 6749 §5.2, RFC 6750 §3.1). Subclasses exist for logs and tests; the body a client sees
+for a rejected token is the same whichever check failed (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+
+class LatchkeyError(Exception):
+    """Root of every error latchkey raises on purpose."""
+
+    error: str = "server_error"
+    status_code: int = 500
+    description: str = "The request could not be processed."
+
+    def __init__(self, description: str | None = None) -> None:
+        if description is not None:
+            self.description = description
+        super().__init__(self.description)
+
+
+# --- request shape ---------------------------------------------------------------------------
+
+
+class InvalidRequest(LatchkeyError):
+    """The request is malformed: bad JSON, wrong types, missing fields (RFC 6749 §5.2)."""
+
+    error = "invalid_request"
+    status_code = 400
+    description = "The request is missing a parameter or is otherwise malformed."
+
+
+class RequestTooLarge(InvalidRequest):
+    status_code = 413
+    description = "The request body is too large."
+
+
+class NotFound(LatchkeyError):
+    error = "not_found"
+    status_code = 404
+    description = "No such resource."
+
+
+class ServiceUnavailable(LatchkeyError):
+    error = "temporarily_unavailable"
+    status_code = 503
+    description = "The service is temporarily unavailable. Try again shortly."
+
+
+# --- grants: login and refresh ---------------------------------------------------------------
+
+
+class InvalidGrant(LatchkeyError):
+    """Credentials or refresh token not accepted (RFC 6749 §5.2 ``invalid_grant``)."""
+
+    error = "invalid_grant"
+    status_code = 401
+    description = "The credentials or refresh token are invalid, expired or revoked."
+
+
+class InvalidCredentials(InvalidGrant):
+    """Unknown user or wrong password: one class, one body, so neither can be told apart."""
+
+    description = "Invalid username or password."
+
+
+class RefreshTokenInvalid(InvalidGrant):
+    """Malformed, forged or unknown refresh token."""
+
+
+class RefreshTokenExpired(InvalidGrant):
+    """The session passed its idle or absolute expiry."""
+
+
+class SessionRevoked(InvalidGrant):
+    """The session was revoked (logout, reuse detected, …)."""
+
+
+class RefreshTokenReused(SessionRevoked):
+    """An older generation was presented outside the grace window: the session is revoked."""
+
+
+# --- access tokens (RFC 6750 §3.1) -----------------------------------------------------------
+
+
+class InvalidToken(LatchkeyError):
+    """The access token is not acceptable. Same body whatever the reason (DESIGN §3)."""
+
+    error = "invalid_token"
+    status_code = 401
+    description = "The access token is invalid or expired."
+
+
+class MalformedToken(InvalidToken):
+    """Not a compact JWS of the accepted shape (segments, base64url, JSON, size)."""
+
+
+class ForbiddenHeader(InvalidToken):
+    """The JOSE header is unacceptable: wrong alg or typ, unknown kid, crit/jku/x5u/jwk…"""
+
+
+class BadSignature(InvalidToken):
+    """The signature does not verify with the key the ``kid`` names."""
+
+
+class InvalidClaims(InvalidToken):
+    """A claim is missing, of the wrong type, or of the wrong value."""
+
+
+class ExpiredToken(InvalidClaims):
+    """``exp`` is in the past."""
+
+
+class ImmatureToken(InvalidClaims):
+    """``nbf`` or ``iat`` is in the future."""
+
+
+class RevokedToken(InvalidToken):
+    """The session the token belongs to has been revoked."""
+
+
+class InsufficientScope(LatchkeyError):
+    """The token is valid but lacks a scope the route requires (RFC 6750 §3.1)."""
+
+    error = "insufficient_scope"
+    status_code = 403
+    description = "The access token does not carry the required scope."
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+class ConfigurationError(LatchkeyError):
+    """Bad settings or key material; stops start-up."""
+
+    error = "configuration_error"
+
+
+class Conflict(LatchkeyError):
+    """The resource exists already (e.g. a username)."""
+
+    error = "conflict"
+    status_code = 409
+    description = "The resource already exists."

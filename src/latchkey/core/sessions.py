@@ -1,0 +1,131 @@
+"""Sessions and the refresh-token rules of DESIGN §2, as pure functions of data and time.
+
+A session row holds O(1) state however often it rotates: the current generation, the
+hashes of the current and the previous token, the nonce that derived the current token from
+the previous one, and when that happened. The store performs the rotation as one
+conditional write (compare-and-swap on ``generation`` and ``current_hash``); when that write
+matches nothing, :func:`classify_failed_rotation` decides what the presented token was.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .refresh import RefreshToken
+
+
+class RevocationReason(enum.StrEnum):
+    LOGOUT = "logout"
+    REUSE_DETECTED = "reuse_detected"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    refresh_ttl: int = 7 * 24 * 3600  # idle expiry: time allowed between two refreshes
+    session_ttl: int = 30 * 24 * 3600  # absolute expiry: never extended by rotation
+    grace: int = 10  # seconds in which the previous token gets the same successor; 0 = off
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    user_id: str
+    generation: int
+    current_hash: bytes
+    previous_hash: bytes | None
+    rotation_nonce: bytes | None
+    rotated_at: float | None
+    created_at: float
+    last_used_at: float
+    idle_expires_at: float
+    absolute_expires_at: float
+    revoked_at: float | None = None
+    revoked_reason: str | None = None
+    scope: str = ""
+    user_agent: str | None = None
+    address: str | None = None
+
+    def expires_at(self) -> float:
+        return min(self.idle_expires_at, self.absolute_expires_at)
+
+    def is_live(self, now: float) -> bool:
+        return self.revoked_at is None and now < self.expires_at()
+
+
+def new_session(
+    token: RefreshToken,
+    *,
+    user_id: str,
+    scope: str,
+    now: float,
+    policy: SessionPolicy,
+    user_agent: str | None = None,
+    address: str | None = None,
+) -> Session:
+    absolute = now + policy.session_ttl
+    return Session(
+        sid=token.sid,
+        user_id=user_id,
+        generation=token.generation,
+        current_hash=token.digest,
+        previous_hash=None,
+        rotation_nonce=None,
+        rotated_at=None,
+        created_at=now,
+        last_used_at=now,
+        idle_expires_at=min(now + policy.refresh_ttl, absolute),
+        absolute_expires_at=absolute,
+        scope=scope,
+        user_agent=user_agent,
+        address=address,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """The conditional write: applies only if the row still holds ``presented``."""
+
+    sid: str
+    expected_generation: int
+    expected_hash: bytes
+    new_generation: int
+    new_hash: bytes
+    nonce: bytes
+    now: float
+    idle_expires_at: float  # capped again by absolute_expires_at when read
+
+
+class Outcome(enum.Enum):
+    GRACE_REPLAY = "grace_replay"  # the immediately previous token, within the window
+    REUSE = "reuse"  # an older genuine token: revoke the whole session
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    INVALID = "invalid"  # unknown session or a token that does not match its generation
+
+
+def classify_failed_rotation(
+    session: Session | None, presented: RefreshToken, now: float, policy: SessionPolicy
+) -> Outcome:
+    """Why the compare-and-swap for ``presented`` matched no row (DESIGN §2)."""
+    if session is None:
+        return Outcome.INVALID
+    if session.revoked_at is not None:
+        return Outcome.REVOKED
+    if presented.generation > session.generation:
+        return Outcome.INVALID
+    if presented.generation == session.generation:
+        if presented.digest != session.current_hash:
+            return Outcome.INVALID
+        return Outcome.EXPIRED if now >= session.expires_at() else Outcome.INVALID
+    # An older generation, authenticated by its MAC: genuine, but no longer current.
+    if (
+        policy.grace > 0
+        and presented.generation == session.generation - 1
+        and session.previous_hash == presented.digest
+        and session.rotated_at is not None
+        and now - session.rotated_at <= policy.grace
+        and session.rotation_nonce is not None
+    ):
+        return Outcome.EXPIRED if now >= session.expires_at() else Outcome.GRACE_REPLAY
+    return Outcome.REUSE

@@ -1,0 +1,238 @@
+"""Strict, fast verification of latchkey access tokens.
+
+``Verifier.verify(token)`` is pure and synchronous, so any framework can call it. It is a thin
+layer over ``cryptography``: one pass that parses and checks at once, with the parsed header
+of each key cached, so its cost stays close to the raw signature check (see
+docs/benchmarks.md). What it enforces, with references:
+
+- size limit before any parsing (RFC 8725 §3.11 spirit; DESIGN §3);
+- exactly three canonical base64url segments (RFC 7515 §7.1, §2);
+- header: only ``alg``, ``kid``, ``typ`` allowed — ``crit``, ``jku``, ``x5u``, ``x5c``,
+  ``jwk``, ``b64`` and anything else is refused (RFC 8725 §3.10, RFC 7515 §4.1.11);
+- ``kid`` must name a known key and ``alg`` must equal that key's pinned algorithm: the
+  algorithm is never taken from the token, so ``none`` and HS256-with-a-public-key cannot
+  work (RFC 8725 §2.1, §3.1);
+- ``typ`` must be ``at+jwt`` (RFC 9068 §4, RFC 8725 §3.11);
+- the signature is checked before the payload is parsed;
+- claims: exact ``iss``, ``aud`` (RFC 7519 §4.1.3), numeric ``exp``/``iat``/``nbf``
+  (RFC 7519 §2 NumericDate; strings and booleans refused) with leeway 0 by default,
+  ``exp - iat`` no longer than the longest lifetime the issuer uses, required ``sub`` and
+  ``jti`` (RFC 9068 §2.2); duplicate JSON members are refused (RFC 7515 §5.2);
+- optionally, the token's ``sid`` is looked up in a revocation deny-list.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Container, Iterable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn, TypedDict
+
+from .b64 import Base64Error, b64url_decode
+from .clock import Clock, SystemClock
+from .errors import (
+    BadSignature,
+    ExpiredToken,
+    ForbiddenHeader,
+    ImmatureToken,
+    InsufficientScope,
+    InvalidClaims,
+    MalformedToken,
+    RevokedToken,
+)
+from .keys import VerificationKey
+from .keysets import KeySource, StaticKeySet
+
+MAX_TOKEN_LENGTH = 8192
+_ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
+_ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 §4
+_HEADER_CACHE_SIZE = 64
+
+
+class AccessClaims(TypedDict, total=False):
+    """The claims of a verified latchkey access token (RFC 9068 §2.2)."""
+
+    iss: str
+    sub: str
+    aud: str | list[str]
+    exp: int
+    iat: int
+    nbf: int
+    jti: str
+    client_id: str
+    sid: str
+    scope: str
+    auth_time: int
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member")
+    return result
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_reject_constant)
+
+
+def _decode_object(segment: str) -> dict[str, Any]:
+    try:
+        value = _JSON.decode(b64url_decode(segment).decode("utf-8"))
+    except (Base64Error, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedToken() from exc
+    if type(value) is not dict:
+        raise MalformedToken()
+    return value
+
+
+def _is_number(value: object) -> bool:
+    # RFC 7519 §2 NumericDate: a JSON number. bool is an int subclass in Python: refuse it.
+    return type(value) is int or type(value) is float
+
+
+def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
+    """The token's scopes: ``scope`` is space-delimited (RFC 8693 §4.2, RFC 9068 §2.2.3)."""
+    scope = claims.get("scope")
+    return frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+
+
+def require_scopes(claims: Mapping[str, Any], required: Iterable[str]) -> None:
+    missing = set(required) - scopes_of(claims)
+    if missing:
+        raise InsufficientScope()
+
+
+class Verifier:
+    """Checks access tokens offline against known keys. Thread-safe; create one and reuse it."""
+
+    def __init__(
+        self,
+        keys: KeySource | Iterable[VerificationKey] | Mapping[str, Any],
+        *,
+        issuer: str,
+        audience: str,
+        leeway: int = 0,
+        max_lifetime: int | None = 3600,
+        clock: Clock | None = None,
+        revoked_sessions: Container[str] | None = None,
+    ) -> None:
+        if isinstance(keys, Mapping):
+            keys = StaticKeySet.from_jwks(keys)
+        elif not hasattr(keys, "get"):
+            keys = StaticKeySet(keys)  # type: ignore[arg-type]
+        self._keys: KeySource = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self.max_lifetime = max_lifetime
+        self._clock = clock or SystemClock()
+        self._revoked = revoked_sessions
+        self._headers: dict[str, str] = {}  # header segment -> kid, for headers that passed
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any], **options: Any) -> Verifier:
+        return cls(StaticKeySet.from_jwks(jwks), **options)
+
+    @classmethod
+    def from_jwks_file(cls, path: str | Path, **options: Any) -> Verifier:
+        return cls(StaticKeySet.from_jwks_file(path), **options)
+
+    @classmethod
+    def from_jwks_url(
+        cls, url: str, *, min_refetch_interval: float = 5.0, timeout: float = 5.0, **options: Any
+    ) -> Verifier:
+        """Keys from a JWKS URL: fetched once, cached, refetched on an unknown ``kid`` at most
+        once per ``min_refetch_interval`` seconds."""
+        from ..remote_jwks import RemoteJWKS  # stdlib-only; imported lazily
+
+        clock = options.get("clock") or SystemClock()
+        source = RemoteJWKS(
+            url, clock=clock, min_refetch_interval=min_refetch_interval, timeout=timeout
+        )
+        return cls(source, **options)
+
+    def _key_for_header(self, segment: str) -> VerificationKey:
+        kid = self._headers.get(segment)
+        if kid is not None:
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+        header = _decode_object(segment)
+        if not header.keys() <= _ALLOWED_HEADER:
+            raise ForbiddenHeader()  # crit, jku, x5u, x5c, jwk, b64, ... (RFC 8725 §3.10)
+        kid = header.get("kid")
+        alg = header.get("alg")
+        typ = header.get("typ")
+        if not isinstance(kid, str) or not isinstance(typ, str):
+            raise ForbiddenHeader()
+        if typ.lower() not in _ACCEPTED_TYP:
+            raise ForbiddenHeader()
+        key = self._keys.get(kid)
+        # The key decides the algorithm; the header may only agree with it (RFC 8725 §3.1).
+        if key is None or alg != key.alg:
+            raise ForbiddenHeader()
+        if len(self._headers) >= _HEADER_CACHE_SIZE:
+            self._headers.clear()
+        self._headers[segment] = kid
+        return key
+
+    def verify(self, token: str) -> AccessClaims:
+        """Return the claims of a valid token or raise :class:`~latchkey.InvalidToken`."""
+        if type(token) is not str or len(token) > MAX_TOKEN_LENGTH:
+            raise MalformedToken()
+        header_end = token.find(".")
+        signature_start = token.rfind(".")
+        if (
+            header_end <= 0
+            or signature_start <= header_end + 1
+            or signature_start == len(token) - 1
+        ):
+            raise MalformedToken()
+        payload_segment = token[header_end + 1 : signature_start]
+        if "." in payload_segment:
+            raise MalformedToken()
+        key = self._key_for_header(token[:header_end])
+        try:
+            signature = b64url_decode(token[signature_start + 1 :])
+        except Base64Error as exc:
+            raise MalformedToken() from exc
+        if not key.verify(signature, token[:signature_start].encode("ascii")):
+            raise BadSignature()
+        claims = _decode_object(payload_segment)
+        self._check_claims(claims)
+        if self._revoked is not None and claims.get("sid") in self._revoked:
+            raise RevokedToken()
+        return claims  # type: ignore[return-value]
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        if claims.get("iss") != self.issuer:
+            raise InvalidClaims()
+        aud = claims.get("aud")
+        if aud != self.audience and not (type(aud) is list and self.audience in aud):
+            raise InvalidClaims()
+        exp = claims.get("exp")
+        iat = claims.get("iat")
+        if not _is_number(exp) or not _is_number(iat):
+            raise InvalidClaims()
+        now = self._clock.now()
+        leeway = self.leeway
+        if now >= exp + leeway:  # type: ignore[operator]  # RFC 7519 §4.1.4
+            raise ExpiredToken()
+        if iat > now + leeway:  # type: ignore[operator]
+            raise ImmatureToken()
+        if "nbf" in claims:
+            nbf = claims["nbf"]
+            if not _is_number(nbf) or nbf > now + leeway:  # RFC 7519 §4.1.5
+                raise ImmatureToken()
+        if self.max_lifetime is not None and exp - iat > self.max_lifetime:  # type: ignore[operator]
+            raise InvalidClaims()
+        sub = claims.get("sub")
+        if type(sub) is not str or not sub or type(claims.get("jti")) is not str:
+            raise InvalidClaims()
+        for name in ("sid", "scope", "client_id"):
+            if name in claims and type(claims[name]) is not str:
+                raise InvalidClaims()

@@ -1,0 +1,201 @@
+"""The SQL store (SQLAlchemy 2 Core, async). SQLite by default.
+
+Rotation is one ``UPDATE … WHERE sid = ? AND generation = ? AND current_hash = ? AND live
+RETURNING …``: the database serialises writers, so of any number of concurrent refreshes with
+one token, in one process or many, exactly one matches the row (DESIGN §2 "Atomicity").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..core.errors import Conflict, ServiceUnavailable
+from ..core.sessions import Rotation, Session
+from ..core.users import User
+from .tables import sessions, users
+
+log = logging.getLogger("latchkey.store")
+
+
+def async_url(url: str) -> str:
+    """Pick the async driver for a plain URL (``sqlite://…`` → ``sqlite+aiosqlite://…``)."""
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+def create_engine(url: str) -> AsyncEngine:
+    url = async_url(url)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 15})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL: readers never block the writer; FULL: an acknowledged commit survives a
+            # power cut too; busy_timeout: concurrent writers (other processes) queue up.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=15000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        password_hash=row.password_hash,
+        created_at=row.created_at,
+        scope=row.scope,
+        disabled_at=row.disabled_at,
+    )
+
+
+def _session(row: Row[Any]) -> Session:
+    return Session(
+        sid=row.sid,
+        user_id=row.user_id,
+        generation=row.generation,
+        current_hash=bytes(row.current_hash),
+        previous_hash=None if row.previous_hash is None else bytes(row.previous_hash),
+        rotation_nonce=None if row.rotation_nonce is None else bytes(row.rotation_nonce),
+        rotated_at=row.rotated_at,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        idle_expires_at=row.idle_expires_at,
+        absolute_expires_at=row.absolute_expires_at,
+        revoked_at=row.revoked_at,
+        revoked_reason=row.revoked_reason,
+        scope=row.scope,
+        user_agent=row.user_agent,
+        address=row.address,
+    )
+
+
+class SqlStore:
+    """:class:`~latchkey.store.Store` over SQLAlchemy; one instance per process."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlStore:
+        return cls(create_engine(url))
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction; any database fault becomes a 503, never a 500."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.warning("database unavailable: %s", type(exc).__name__)
+            raise ServiceUnavailable() from exc
+
+    async def add_user(self, user: User) -> None:
+        values = {
+            "id": user.id,
+            "username": user.username,
+            "username_key": user.key,
+            "password_hash": user.password_hash,
+            "scope": user.scope,
+            "created_at": user.created_at,
+            "disabled_at": user.disabled_at,
+        }
+        try:
+            async with self._begin() as conn:
+                await conn.execute(users.insert().values(**values))
+        except IntegrityError as exc:
+            raise Conflict("A user with this name exists already.") from exc
+
+    async def user_by_name(self, username_key: str) -> User | None:
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(select(users).where(users.c.username_key == username_key))
+            ).first()
+        return None if row is None else _user(row)
+
+    async def user_by_id(self, user_id: str) -> User | None:
+        async with self._begin() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        return None if row is None else _user(row)
+
+    async def list_users(self) -> list[User]:
+        async with self._begin() as conn:
+            rows = (await conn.execute(select(users).order_by(users.c.username_key))).all()
+        return [_user(row) for row in rows]
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        async with self._begin() as conn:
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+            )
+
+    async def add_session(self, session: Session) -> None:
+        values = {column.name: getattr(session, column.name) for column in sessions.columns}
+        async with self._begin() as conn:
+            await conn.execute(sessions.insert().values(**values))
+
+    async def get_session(self, sid: str) -> Session | None:
+        async with self._begin() as conn:
+            row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
+        return None if row is None else _session(row)
+
+    async def rotate(self, rotation: Rotation) -> Session | None:
+        c = sessions.c
+        statement = (
+            update(sessions)
+            .where(
+                c.sid == rotation.sid,
+                c.generation == rotation.expected_generation,
+                c.current_hash == rotation.expected_hash,
+                c.revoked_at.is_(None),
+                c.idle_expires_at > rotation.now,
+                c.absolute_expires_at > rotation.now,
+            )
+            .values(
+                generation=rotation.new_generation,
+                current_hash=rotation.new_hash,
+                previous_hash=rotation.expected_hash,
+                rotation_nonce=rotation.nonce,
+                rotated_at=rotation.now,
+                last_used_at=rotation.now,
+                idle_expires_at=rotation.idle_expires_at,
+            )
+            .returning(*sessions.columns)
+        )
+        async with self._begin() as conn:
+            row = (await conn.execute(statement)).first()
+        return None if row is None else _session(row)
+
+    async def revoke_session(self, sid: str, reason: str, now: float) -> bool:
+        statement = (
+            update(sessions)
+            .where(sessions.c.sid == sid, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        async with self._begin() as conn:
+            result = await conn.execute(statement)
+        return bool(result.rowcount)
+
+    async def ping(self) -> None:
+        async with self._begin() as conn:
+            await conn.execute(select(1))
+
+    async def close(self) -> None:
+        await self.engine.dispose()

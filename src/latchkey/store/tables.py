@@ -1,0 +1,52 @@
+"""The SQL schema (SQLAlchemy Core). Alembic migrations under ``migrations/`` create it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("username", String(255), nullable=False),
+    Column("username_key", String(255), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("scope", Text, nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("disabled_at", Float, nullable=True),
+)
+
+# One row per session, whatever the number of rotations (DESIGN §2: storage is O(1)).
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("sid", String(32), primary_key=True),
+    Column("user_id", String(32), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("current_hash", LargeBinary(32), nullable=False),
+    Column("previous_hash", LargeBinary(32), nullable=True),
+    Column("rotation_nonce", LargeBinary(16), nullable=True),
+    Column("rotated_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=False),
+    Column("idle_expires_at", Float, nullable=False),
+    Column("absolute_expires_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Column("revoked_reason", String(32), nullable=True),
+    Column("scope", Text, nullable=False, server_default=""),
+    Column("user_agent", String(512), nullable=True),
+    Column("address", String(64), nullable=True),
+    Index("ix_sessions_user_id", "user_id"),
+)

@@ -1,0 +1,158 @@
+"""The HTTP API of DESIGN §4: it only translates HTTP to service calls and back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ..bootstrap import build_service, prepare
+from ..core.clock import Clock
+from ..core.errors import LatchkeyError
+from ..guard.bearer import bearer_token
+from ..guard.starlette import VERIFIER_STATE
+from ..service import AuthService, ClientInfo
+from ..settings import Settings
+from .bodies import LoginRequest, LogoutRequest, RefreshRequest, parse, read_json
+from .errors import NO_STORE, on_http_error, on_latchkey_error, on_unexpected
+from .openapi import docs_html, openapi_spec
+
+
+def _service(request: Request) -> AuthService:
+    service: AuthService = request.app.state.service
+    return service
+
+
+def _client(request: Request) -> ClientInfo:
+    return ClientInfo(
+        user_agent=request.headers.get("user-agent"),
+        address=request.client.host if request.client else None,
+    )
+
+
+def _tokens(pair: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(pair, headers=NO_STORE)
+
+
+async def login(request: Request) -> Response:
+    body = parse(LoginRequest, await read_json(request, request.app.state.max_body))
+    pair = await _service(request).login(body.username, body.password, _client(request))
+    return _tokens(pair.as_dict())
+
+
+async def refresh(request: Request) -> Response:
+    body = parse(RefreshRequest, await read_json(request, request.app.state.max_body))
+    pair = await _service(request).refresh(body.refresh_token)
+    return _tokens(pair.as_dict())
+
+
+async def logout(request: Request) -> Response:
+    service = _service(request)
+    authorization = request.headers.get("authorization")
+    if authorization:
+        claims = service.verify_access_token(bearer_token(authorization))
+        await service.logout_with_access_token(claims)
+    else:
+        body = parse(LogoutRequest, await read_json(request, request.app.state.max_body))
+        if body.refresh_token is None:
+            bearer_token(None)  # raises: neither credential was sent
+        await service.logout_with_refresh_token(body.refresh_token)
+    return Response(status_code=204, headers=NO_STORE)
+
+
+async def me(request: Request) -> Response:
+    service = _service(request)
+    claims = service.verify_access_token(bearer_token(request.headers.get("authorization")))
+    return JSONResponse(await service.me(claims), headers=NO_STORE)
+
+
+async def jwks(request: Request) -> Response:
+    # RFC 7517 §5; cacheable, so that resource servers do not fetch it per request.
+    return JSONResponse(_service(request).jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+async def metadata(request: Request) -> Response:
+    return JSONResponse(
+        server_metadata(_service(request)), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+def server_metadata(service: AuthService) -> dict[str, Any]:
+    """RFC 8414 §2 metadata: what this server really offers."""
+    issuer = service.issuer_name
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "response_types_supported": [],
+        "access_token_signing_alg_values_supported": sorted({key.alg for key in service.keys}),
+        "login_endpoint": f"{issuer}/auth/login",
+        "refresh_endpoint": f"{issuer}/auth/refresh",
+        "logout_endpoint": f"{issuer}/auth/logout",
+        "userinfo_endpoint": f"{issuer}/auth/me",
+        "service_documentation": f"{issuer}/docs",
+    }
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_spec(_service(request).issuer_name))
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(docs_html(openapi_spec(_service(request).issuer_name)))
+
+
+ROUTES = [
+    Route("/auth/login", login, methods=["POST"]),
+    Route("/auth/refresh", refresh, methods=["POST"]),
+    Route("/auth/logout", logout, methods=["POST"]),
+    Route("/auth/me", me, methods=["GET"]),
+    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+    Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/docs", docs, methods=["GET"]),
+]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    service: AuthService | None = None,
+    clock: Clock | None = None,
+) -> Starlette:
+    """The ASGI app. Builds the service from ``settings`` unless one is handed in; the schema
+    is migrated at start-up."""
+    settings = settings or Settings()
+    active = service or build_service(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prepare(active)
+        try:
+            yield
+        finally:
+            await active.close()
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={
+            LatchkeyError: on_latchkey_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+    )
+    app.state.service = active
+    app.state.max_body = settings.max_body_bytes
+    setattr(app.state, VERIFIER_STATE, active.verifier)
+    return app

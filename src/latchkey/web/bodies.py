@@ -1,0 +1,82 @@
+"""Request bodies: size-limited, JSON only, validated into typed models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+
+from ..core.errors import InvalidRequest, RequestTooLarge
+from ..core.passwords import MAX_PASSWORD_LENGTH
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", hide_input_in_errors=True)
+
+
+class LoginRequest(_Body):
+    username: str = Field(min_length=1, max_length=255)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+
+
+class RefreshRequest(_Body):
+    refresh_token: str = Field(min_length=1, max_length=1024)
+
+
+class LogoutRequest(_Body):
+    refresh_token: str | None = Field(default=None, min_length=1, max_length=1024)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class MeResponse(BaseModel):
+    sub: str
+    username: str
+    sid: str
+    scope: str
+    exp: int
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    error_description: str
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise InvalidRequest("The request body must be JSON (Content-Type: application/json).")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLarge()
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return data
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidRequest(f"{field}: {first['msg']}.") from None

@@ -1,0 +1,193 @@
+"""The OpenAPI 3.1 description of every route, and a self-contained page that shows it."""
+
+from __future__ import annotations
+
+import html
+import json
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from .bodies import (
+    ErrorResponse,
+    LoginRequest,
+    LogoutRequest,
+    MeResponse,
+    RefreshRequest,
+    TokenResponse,
+)
+
+_MODELS: list[type[BaseModel]] = [
+    LoginRequest,
+    RefreshRequest,
+    LogoutRequest,
+    TokenResponse,
+    MeResponse,
+    ErrorResponse,
+]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+    schema = model if isinstance(model, dict) else _ref(model)
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, **_json(ErrorResponse)}
+
+
+_OBJECT = {"type": "object"}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _operations() -> dict[str, dict[str, Any]]:
+    return {
+        "/auth/login": {
+            "post": {
+                "summary": "Log in with username and password; start a session",
+                "requestBody": {"required": True, **_json(LoginRequest)},
+                "responses": {
+                    "200": {"description": "Token pair", **_json(TokenResponse)},
+                    "400": _error("Malformed request"),
+                    "401": _error("invalid_grant: unknown user or wrong password (one answer)"),
+                    "413": _error("Body too large"),
+                },
+            }
+        },
+        "/auth/refresh": {
+            "post": {
+                "summary": "Rotate a refresh token: new access token and new refresh token",
+                "description": "Every refresh token works once. Reusing an older one outside the "
+                "grace window revokes the whole session; retrying the previous one within the "
+                "window returns the same successor.",
+                "requestBody": {"required": True, **_json(RefreshRequest)},
+                "responses": {
+                    "200": {"description": "Token pair", **_json(TokenResponse)},
+                    "400": _error("Malformed request"),
+                    "401": _error("invalid_grant: invalid, expired, reused or revoked"),
+                },
+            }
+        },
+        "/auth/logout": {
+            "post": {
+                "summary": "End the session of a bearer access token or of a refresh token",
+                "security": [{"bearer": []}, {}],
+                "requestBody": {"required": False, **_json(LogoutRequest)},
+                "responses": {
+                    "204": {"description": "Session revoked"},
+                    "400": _error("Malformed request"),
+                    "401": _error("No valid credentials"),
+                },
+            }
+        },
+        "/auth/me": {
+            "get": {
+                "summary": "Who the bearer token belongs to",
+                "security": _BEARER,
+                "responses": {
+                    "200": {"description": "Identity", **_json(MeResponse)},
+                    "401": _error("invalid_token"),
+                },
+            }
+        },
+        "/.well-known/jwks.json": {
+            "get": {
+                "summary": "Public keys that verify access tokens (RFC 7517)",
+                "responses": {"200": {"description": "JWK Set", **_json(_OBJECT)}},
+            }
+        },
+        "/.well-known/oauth-authorization-server": {
+            "get": {
+                "summary": "Authorization server metadata (RFC 8414)",
+                "responses": {"200": {"description": "Metadata", **_json(_OBJECT)}},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "responses": {"200": {"description": "Alive", **_json(_OBJECT)}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This description",
+                "responses": {"200": {"description": "OpenAPI document", **_json(_OBJECT)}},
+            }
+        },
+        "/docs": {
+            "get": {
+                "summary": "This description as a page",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+    }
+
+
+@cache
+def openapi_spec(server_url: str) -> dict[str, Any]:
+    schemas = {model.__name__: model.model_json_schema() for model in _MODELS}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "latchkey",
+            "version": "0.1.0",
+            "description": "Token authentication for Web APIs.",
+        },
+        "servers": [{"url": server_url}],
+        "paths": _operations(),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def docs_html(spec: dict[str, Any]) -> str:
+    """A plain page listing every operation with its schemas (no scripts, no CDN)."""
+    e = html.escape
+    parts = [
+        "<!doctype html><html lang=en><meta charset=utf-8><title>latchkey API</title>",
+        "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+        "padding:0 1rem}code,pre{background:#f4f4f4;padding:.1rem .3rem}pre{padding:.6rem;"
+        "overflow:auto}h2{margin-top:2rem;font-size:1.1rem}.m{font-weight:700;"
+        "text-transform:uppercase;margin-right:.5rem}</style>",
+        f"<h1>{e(spec['info']['title'])} API</h1><p>{e(spec['info']['description'])} "
+        "Machine-readable: <a href=/openapi.json>/openapi.json</a>.</p>",
+    ]
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            parts.append(f"<h2><span class=m>{e(method)}</span><code>{e(path)}</code></h2>")
+            parts.append(f"<p>{e(op['summary'])}</p>")
+            if "description" in op:
+                parts.append(f"<p>{e(op['description'])}</p>")
+            if "requestBody" in op:
+                schema = op["requestBody"]["content"]["application/json"]["schema"]
+                parts.append(
+                    "<p>Request body:</p><pre>"
+                    + e(json.dumps(_resolve(spec, schema), indent=2))
+                    + "</pre>"
+                )
+            parts.append(
+                "<ul>"
+                + "".join(
+                    f"<li><b>{e(code)}</b> {e(resp['description'])}</li>"
+                    for code, resp in op["responses"].items()
+                )
+                + "</ul>"
+            )
+    return "".join(parts)
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema
+    resolved: dict[str, Any] = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    return resolved

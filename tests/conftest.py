@@ -1,0 +1,84 @@
+"""Shared fixtures: an injected clock, settings in a temp dir, the service, an ASGI client."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from latchkey.bootstrap import build_service, prepare
+from latchkey.core.clock import ManualClock
+from latchkey.service import AuthService
+from latchkey.settings import Settings
+from latchkey.web import create_app
+
+T0 = 1_800_000_000.0
+CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run every ``async def`` test on asyncio through anyio's plugin."""
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.add_marker(pytest.mark.anyio)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No LATCHKEY_* variable or .env of the developer's leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("LATCHKEY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"data_dir": data_dir, **CHEAP_ARGON2, **overrides}
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+async def service(settings: Settings, clock: ManualClock) -> AsyncIterator[AuthService]:
+    svc = build_service(settings, clock=clock)
+    await prepare(svc)
+    yield svc
+    await svc.close()
+
+
+@pytest.fixture
+async def client(settings: Settings, clock: ManualClock) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the ASGI app in-process (lifespan run)."""
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            c.app = app  # type: ignore[attr-defined]
+            yield c
+
+
+@pytest.fixture
+async def alice(client: httpx.AsyncClient) -> dict[str, str]:
+    """A user 'alice' with password 'correct horse battery staple'."""
+    service: AuthService = client.app.state.service  # type: ignore[attr-defined]
+    await service.add_user("alice", "correct horse battery staple", scope="read write")
+    return {"username": "alice", "password": "correct horse battery staple"}
