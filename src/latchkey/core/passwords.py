@@ -1,7 +1,8 @@
 """Password hashing with Argon2id (argon2-cffi): ASVS v5 V6.2 (passwords), V11.4 (hashing).
 
 - Passwords are NFKC-normalised before hashing (NIST SP 800-63B §5.1.1.2), never
-  truncated (Argon2 takes input of any length), limited only to a generous maximum so that a request cannot make us hash megabytes.
+  truncated (Argon2 takes input of any length), limited only to a
+  generous maximum so that a request cannot make us hash megabytes.
 - :meth:`PasswordHasher.verify` for an unknown user checks against a dummy hash made with the
   same parameters, so unknown users cost the same as wrong passwords (no timing oracle).
 - When the configured parameters change, a successful login yields a fresh hash to store.

@@ -120,11 +120,14 @@ class Verifier:
         clock: Clock | None = None,
         revoked_sessions: Container[str] | None = None,
     ) -> None:
+        source: KeySource
         if isinstance(keys, Mapping):
-            keys = StaticKeySet.from_jwks(keys)
-        elif not hasattr(keys, "get"):
-            keys = StaticKeySet(keys)  # type: ignore[arg-type]
-        self._keys: KeySource = keys
+            source = StaticKeySet.from_jwks(keys)
+        elif isinstance(keys, StaticKeySet) or hasattr(keys, "get"):
+            source = keys  # type: ignore[assignment]
+        else:
+            source = StaticKeySet(keys)
+        self._keys = source
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
