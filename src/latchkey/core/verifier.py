@@ -17,7 +17,7 @@ docs/benchmarks.md). What it enforces, with references:
 - claims: exact ``iss``, ``aud`` (RFC 7519 §4.1.3), numeric ``exp``/``iat``/``nbf``
   (RFC 7519 §2 NumericDate; strings and booleans refused) with leeway 0 by default,
   ``exp - iat`` no longer than the longest lifetime the issuer uses, required ``sub`` and
-  ``jti`` (RFC 9068 §2.2); duplicate JSON members are refused (RFC 7515 §5.2);
+  ``jti`` (RFC 9068 §2.2); duplicate header members are refused (RFC 7515 §5.2);
 - optionally, the token's ``sid`` is looked up in a revocation deny-list.
 """
 
@@ -28,7 +28,9 @@ from collections.abc import Container, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypedDict
 
-from .b64 import Base64Error, b64url_decode
+import orjson
+
+from .b64 import Base64Error, b64url_decode_bytes
 from .clock import Clock, SystemClock
 from .errors import (
     BadSignature,
@@ -76,22 +78,35 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_JSON = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_reject_constant)
+# The header is parsed before the signature is checked: duplicate members are refused
+# (RFC 7515 §5.2). The payload is parsed only after the signature verified, with the
+# lexically-last-member rule that RFC 7519 §4 allows (orjson). Neither accepts NaN.
+_HEADER_JSON = json.JSONDecoder(object_pairs_hook=_unique_members, parse_constant=_reject_constant)
 
 
-def _decode_object(segment: str) -> dict[str, Any]:
+def _decode_header(segment: bytes) -> dict[str, Any]:
     try:
-        value = _JSON.decode(b64url_decode(segment).decode("utf-8"))
+        text = b64url_decode_bytes(segment).decode("utf-8")
+        value, end = _HEADER_JSON.raw_decode(text)  # no whitespace around the object
     except (Base64Error, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedToken() from exc
+    if type(value) is not dict or end != len(text):
+        raise MalformedToken()
+    return value
+
+
+def _decode_payload(segment: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(b64url_decode_bytes(segment))  # strict RFC 8259: no NaN, no Infinity
+    except (Base64Error, orjson.JSONDecodeError) as exc:
         raise MalformedToken() from exc
     if type(value) is not dict:
         raise MalformedToken()
     return value
 
 
-def _is_number(value: object) -> bool:
-    # RFC 7519 §2 NumericDate: a JSON number. bool is an int subclass in Python: refuse it.
-    return type(value) is int or type(value) is float
+# RFC 7519 §2 NumericDate: a JSON number. bool is an int subclass in Python: refuse it.
+_NUMERIC = frozenset({int, float})
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -133,8 +148,9 @@ class Verifier:
         self.leeway = leeway
         self.max_lifetime = max_lifetime
         self._clock = clock or SystemClock()
+        self._now = self._clock.now
         self._revoked = revoked_sessions
-        self._headers: dict[str, str] = {}  # header segment -> kid, for headers that passed
+        self._headers: dict[bytes, str] = {}  # header segment -> kid, for headers that passed
 
     @classmethod
     def from_jwks(cls, jwks: Mapping[str, Any], **options: Any) -> Verifier:
@@ -158,13 +174,13 @@ class Verifier:
         )
         return cls(source, **options)
 
-    def _key_for_header(self, segment: str) -> VerificationKey:
+    def _key_for_header(self, segment: bytes) -> VerificationKey:
         kid = self._headers.get(segment)
         if kid is not None:
             key = self._keys.get(kid)
             if key is not None:
                 return key
-        header = _decode_object(segment)
+        header = _decode_header(segment)
         if not header.keys() <= _ALLOWED_HEADER:
             raise ForbiddenHeader()  # crit, jku, x5u, x5c, jwk, b64, ... (RFC 8725 §3.10)
         kid = header.get("kid")
@@ -187,31 +203,23 @@ class Verifier:
         """Return the claims of a valid token or raise :class:`~latchkey.InvalidToken`."""
         if type(token) is not str or len(token) > MAX_TOKEN_LENGTH:
             raise MalformedToken()
-        header_end = token.find(".")
-        signature_start = token.rfind(".")
-        if (
-            header_end <= 0
-            or signature_start <= header_end + 1
-            or signature_start == len(token) - 1
-        ):
-            raise MalformedToken()
-        payload_segment = token[header_end + 1 : signature_start]
-        if "." in payload_segment:
-            raise MalformedToken()
-        key = self._key_for_header(token[:header_end])
         try:
-            signature = b64url_decode(token[signature_start + 1 :])
-        except Base64Error as exc:
+            raw = token.encode("ascii")
+            header_segment, payload_segment, signature_segment = raw.split(b".")
+            signature = b64url_decode_bytes(signature_segment)
+        except (ValueError, Base64Error) as exc:  # not ASCII, not 3 segments, bad base64url
             raise MalformedToken() from exc
-        if not key.verify(signature, token[:signature_start].encode("ascii")):
+        key = self._key_for_header(header_segment)
+        if not key.verify(signature, raw[: len(header_segment) + len(payload_segment) + 1]):
             raise BadSignature()
-        claims = _decode_object(payload_segment)
+        claims = _decode_payload(payload_segment)
         self._check_claims(claims)
         if self._revoked is not None and claims.get("sid") in self._revoked:
             raise RevokedToken()
         return claims  # type: ignore[return-value]
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
+        # RFC 7519 §4.1.1, §4.1.3: exact issuer; audience equal or listed.
         if claims.get("iss") != self.issuer:
             raise InvalidClaims()
         aud = claims.get("aud")
@@ -219,23 +227,27 @@ class Verifier:
             raise InvalidClaims()
         exp = claims.get("exp")
         iat = claims.get("iat")
-        if not _is_number(exp) or not _is_number(iat):
+        # NumericDate is a JSON number (RFC 7519 §2): "exp": "123" or true is refused.
+        if type(exp) not in _NUMERIC or type(iat) not in _NUMERIC:
             raise InvalidClaims()
-        now = self._clock.now()
+        now = self._now()
         leeway = self.leeway
-        if now >= exp + leeway:  # type: ignore[operator]  # RFC 7519 §4.1.4
+        if now >= exp + leeway:  # RFC 7519 §4.1.4
             raise ExpiredToken()
-        if iat > now + leeway:  # type: ignore[operator]
+        if iat > now + leeway:
             raise ImmatureToken()
         if "nbf" in claims:
             nbf = claims["nbf"]
-            if not _is_number(nbf) or nbf > now + leeway:  # RFC 7519 §4.1.5
+            if type(nbf) not in _NUMERIC or nbf > now + leeway:  # RFC 7519 §4.1.5
                 raise ImmatureToken()
-        if self.max_lifetime is not None and exp - iat > self.max_lifetime:  # type: ignore[operator]
+        if self.max_lifetime is not None and exp - iat > self.max_lifetime:  # DESIGN §3
             raise InvalidClaims()
         sub = claims.get("sub")
         if type(sub) is not str or not sub or type(claims.get("jti")) is not str:
+            raise InvalidClaims()  # RFC 9068 §2.2
+        if (
+            type(claims.get("sid", "")) is not str
+            or type(claims.get("scope", "")) is not str
+            or type(claims.get("client_id", "")) is not str
+        ):
             raise InvalidClaims()
-        for name in ("sid", "scope", "client_id"):
-            if name in claims and type(claims[name]) is not str:
-                raise InvalidClaims()
