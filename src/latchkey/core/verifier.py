@@ -225,8 +225,8 @@ class Verifier:
         aud = claims.get("aud")
         if aud != self.audience and not (type(aud) is list and self.audience in aud):
             raise InvalidClaims()
-        exp = claims.get("exp")
-        iat = claims.get("iat")
+        exp: Any = claims.get("exp")
+        iat: Any = claims.get("iat")
         # NumericDate is a JSON number (RFC 7519 §2): "exp": "123" or true is refused.
         if type(exp) not in _NUMERIC or type(iat) not in _NUMERIC:
             raise InvalidClaims()
