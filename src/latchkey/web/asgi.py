@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 
 from ..settings import Settings
@@ -9,4 +11,8 @@ from .app import create_app
 
 
 def app_from_env() -> Starlette:
-    return create_app(Settings())
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    return create_app(settings)

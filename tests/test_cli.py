@@ -1,0 +1,152 @@
+"""The command line, run in-process through ``latchkey.cli.main``."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from latchkey.cli import main
+
+CHEAP = {
+    "LATCHKEY_ARGON2_TIME_COST": "1",
+    "LATCHKEY_ARGON2_MEMORY_KIB": "8",
+    "LATCHKEY_ARGON2_PARALLELISM": "1",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    monkeypatch.setenv("LATCHKEY_DATA_DIR", str(data))
+    for name, value in CHEAP.items():
+        monkeypatch.setenv(name, value)
+    return data
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+
+
+def test_user_add_reads_one_line_without_its_newline(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--password-stdin takes one line; the trailing newline is not part of the password."""
+    _stdin(monkeypatch, "s3cret pass\nignored second line\n")
+    assert main(["user", "add", "alice", "--password-stdin", "--scope", "read  write"]) == 0
+    assert "created user alice" in capsys.readouterr().out
+
+    from latchkey.bootstrap import build_service
+    from latchkey.settings import Settings
+
+    service = build_service(Settings(_env_file=None))  # type: ignore[call-arg]
+    ok, _ = service.hasher.verify(_stored_hash(service), "s3cret pass")
+    assert ok
+
+
+def _stored_hash(service: object) -> str:
+    import asyncio
+
+    from latchkey.service import AuthService
+
+    assert isinstance(service, AuthService)
+
+    async def fetch() -> str:
+        user = await service.store.user_by_name("alice")
+        await service.close()
+        assert user is not None
+        assert user.scope == "read write"
+        return user.password_hash
+
+    return asyncio.run(fetch())
+
+
+def test_user_add_twice_is_a_conflict(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second user with the same name (any case) is refused with one line, exit 2."""
+    _stdin(monkeypatch, "password-one\n")
+    assert main(["user", "add", "alice", "--password-stdin"]) == 0
+    _stdin(monkeypatch, "password-two\n")
+    assert main(["user", "add", "ALICE", "--password-stdin"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("latchkey: ") and err.count("\n") == 1
+
+
+def test_user_add_without_terminal_or_stdin_flag_fails_cleanly(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a terminal, the command asks for --password-stdin instead of hanging."""
+    _stdin(monkeypatch, "")
+    assert main(["user", "add", "bob"]) == 2
+    assert "--password-stdin" in capsys.readouterr().err
+
+
+def test_user_list_and_keys_list(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`user list` shows users; `keys list` shows the signing key's kid and algorithm."""
+    _stdin(monkeypatch, "pw-for-carol\n")
+    main(["user", "add", "carol", "--password-stdin"])
+    capsys.readouterr()
+    assert main(["user", "list"]) == 0
+    assert "carol" in capsys.readouterr().out
+    assert main(["keys", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "RS256" in out and "signing" in out
+    assert (env / "signing-key.pem").stat().st_mode & 0o777 == 0o600
+    assert (env / "refresh-secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_migrate_is_idempotent(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`latchkey migrate` can run any number of times."""
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LATCHKEY_ACCESS_TTL", "soon"),
+        ("LATCHKEY_REFRESH_GRACE", "-1"),
+        ("LATCHKEY_ISSUER", "not a url"),
+        ("LATCHKEY_SIGNING_ALG", "HS256"),
+        ("LATCHKEY_DATABASE_URL", "mysql://x"),
+    ],
+)
+def test_bad_setting_is_one_line_naming_the_variable(
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+) -> None:
+    """A bad value stops the command with one line that names the variable."""
+    monkeypatch.setenv(name, value)
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert name in err
+
+
+def test_refresh_ttl_longer_than_session_is_refused(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An idle lifetime longer than the absolute one is a configuration error."""
+    monkeypatch.setenv("LATCHKEY_REFRESH_TTL", "40d")
+    assert main(["migrate"]) == 2
+    assert "LATCHKEY_REFRESH_TTL" in capsys.readouterr().err
+
+
+def test_unreadable_signing_key_file_is_one_line(
+    env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A signing key file that is not a PEM private key stops start-up with one line."""
+    bad = tmp_path / "key.pem"
+    bad.write_text("not a key")
+    monkeypatch.setenv("LATCHKEY_SIGNING_KEY_FILE", str(bad))
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PEM" in err
