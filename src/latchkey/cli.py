@@ -59,9 +59,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         return None
 
     _with_service(setup)  # keys and schema exist before any worker starts
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
     print(
         f"latchkey: serving {settings.issuer} on http://{args.host}:{args.port} "
         f"(database {settings.database_url})",
