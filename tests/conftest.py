@@ -20,11 +20,15 @@ T0 = 1_800_000_000.0
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run every ``async def`` test on asyncio through anyio's plugin."""
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.anyio)
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Collector, name: str, obj: object
+) -> Iterator[object]:
+    """Run every ``async def`` test on asyncio through anyio's plugin (marked before
+    parametrisation, so ``@pytest.mark.parametrize`` keeps working)."""
+    if inspect.iscoroutinefunction(obj):
+        pytest.mark.anyio(obj)
+    return (yield)
 
 
 @pytest.fixture

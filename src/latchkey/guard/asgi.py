@@ -15,8 +15,9 @@ CLAIMS_KEY = "latchkey.claims"
 
 
 class BearerAuthMiddleware:
-    """Verify ``Authorization: Bearer`` on each request; claims go to ``scope["latchkey.claims"]``
-    and ``request.state.claims``. Failures get 401 with an RFC 6750 challenge.
+    """Verify ``Authorization: Bearer`` on each HTTP request and WebSocket handshake; claims go
+    to ``scope["latchkey.claims"]`` and ``request.state.claims``. HTTP failures get 401 with an
+    RFC 6750 challenge; a WebSocket handshake without a valid token is closed (code 1008).
 
     ``public_paths`` are passed through without a token (e.g. ``{"/healthz"}``).
     """
@@ -29,7 +30,7 @@ class BearerAuthMiddleware:
         self.public_paths = frozenset(public_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.public_paths:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.public_paths:
             await self.app(scope, receive, send)
             return
         authorization = None
@@ -40,7 +41,10 @@ class BearerAuthMiddleware:
         try:
             claims = self.verifier.verify(bearer_token(authorization))
         except InvalidToken as error:
-            await _unauthorized(send, error)
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})  # policy violation
+            else:
+                await _unauthorized(send, error)
             return
         scope[CLAIMS_KEY] = claims
         scope.setdefault("state", {})["claims"] = claims

@@ -19,8 +19,10 @@ class MissingToken(InvalidToken):
 def bearer_token(authorization: str | None) -> str:
     if not authorization:
         raise MissingToken()
-    match = _BEARER.fullmatch(authorization.strip())
+    authorization = authorization.strip()
+    match = _BEARER.fullmatch(authorization)
     if match is None:
+        # Another scheme (Basic, …) is "no bearer token"; a broken Bearer value is invalid.
         raise MissingToken() if not authorization.lower().startswith("bearer") else InvalidToken()
     return match[1]
 

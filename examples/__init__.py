@@ -1,0 +1,1 @@
+"""Small APIs protected by latchkey access tokens: FastAPI, Starlette and Flask."""

@@ -1,0 +1,56 @@
+"""A small "notes" API in FastAPI, protected by latchkey access tokens.
+
+Run it next to a latchkey service (``latchkey serve`` on port 8000)::
+
+    LATCHKEY_JWKS_URL=http://127.0.0.1:8000/.well-known/jwks.json \\
+        uvicorn --factory examples.fastapi_api:create_app --port 8001
+
+``GET /notes`` needs any valid access token, ``POST /notes`` one with the ``write`` scope;
+``/health`` is public.
+"""
+
+import os
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
+
+from latchkey import AccessClaims, Verifier
+from latchkey.guard import require_token
+
+
+class NoteIn(BaseModel):
+    text: str
+
+
+def verifier_from_env() -> Verifier:
+    """Keys come from the service's JWKS, fetched once and cached."""
+    return Verifier.from_jwks_url(
+        os.environ["LATCHKEY_JWKS_URL"],
+        issuer=os.environ.get("LATCHKEY_ISSUER", "http://127.0.0.1:8000"),
+        audience=os.environ.get("LATCHKEY_AUDIENCE", "latchkey"),
+    )
+
+
+def create_app(verifier: Verifier | None = None) -> FastAPI:
+    # No "from __future__ import annotations" here: FastAPI reads these local aliases at runtime.
+    verifier = verifier or verifier_from_env()
+    Reader = Annotated[AccessClaims, Depends(require_token(verifier=verifier))]
+    Writer = Annotated[AccessClaims, Depends(require_token(scopes=["write"], verifier=verifier))]
+    notes: dict[str, list[str]] = {}  # owner (the token's "sub") -> notes
+    app = FastAPI(title="notes")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/notes")
+    async def list_notes(claims: Reader) -> dict[str, object]:
+        return {"owner": claims["sub"], "notes": notes.get(claims["sub"], [])}
+
+    @app.post("/notes", status_code=201)
+    async def add_note(note: NoteIn, claims: Writer) -> dict[str, str]:
+        notes.setdefault(claims["sub"], []).append(note.text)
+        return {"owner": claims["sub"], "text": note.text}
+
+    return app

@@ -1,0 +1,34 @@
+"""Bad configuration stops ``latchkey serve`` at once with one clear line, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize(
+    ("settings", "variable"),
+    [
+        ({"LATCHKEY_ACCESS_TTL": "abc"}, "LATCHKEY_ACCESS_TTL"),
+        ({"LATCHKEY_ACCESS_TTL": "5"}, "LATCHKEY_ACCESS_TTL"),
+        ({"LATCHKEY_REFRESH_TTL": "40d"}, "LATCHKEY_REFRESH_TTL"),
+    ],
+    ids=["not-a-duration", "below-minimum", "refresh-outlives-session"],
+)
+def test_bad_setting_stops_serve_with_one_line(
+    processes, settings: dict[str, str], variable: str
+) -> None:
+    """serve exits non-zero before binding, printing one stderr line that names the variable."""
+    data_dir = processes.workdir / "data"
+    result = processes.cli(
+        data_dir, "serve", "--host", "127.0.0.1", "--port", "0", timeout=30, **settings
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("latchkey: ")
+    assert variable in lines[0]
+    assert result.stdout == ""
+    assert not data_dir.exists()  # nothing was created before the settings were checked
