@@ -226,7 +226,9 @@ class AuthService:
             scope=session.scope,
             auth_time=int(session.created_at),
         )
-        refresh_expires_at = min(now + self.policy.refresh_ttl, session.absolute_expires_at)
+        # The session row knows the token's idle expiry (also for a grace replay, whose
+        # successor was fixed at the first refresh) and the absolute cap.
+        refresh_expires_at = session.expires_at()
         return TokenPair(
             access_token=access.token,
             expires_in=self.access.ttl,

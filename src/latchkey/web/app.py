@@ -19,7 +19,7 @@ from ..guard.bearer import bearer_token
 from ..guard.starlette import VERIFIER_STATE
 from ..service import AuthService, ClientInfo
 from ..settings import Settings
-from .bodies import LoginRequest, LogoutRequest, RefreshRequest, parse, read_json
+from .bodies import LoginRequest, LogoutRequest, RefreshRequest, has_body, parse, read_json
 from .errors import NO_STORE, on_http_error, on_latchkey_error, on_unexpected
 from .openapi import docs_html, openapi_spec
 
@@ -59,9 +59,11 @@ async def logout(request: Request) -> Response:
         claims = service.verify_access_token(bearer_token(authorization))
         await service.logout_with_access_token(claims)
     else:
-        body = parse(LogoutRequest, await read_json(request, request.app.state.max_body))
+        body = LogoutRequest()
+        if has_body(request):
+            body = parse(LogoutRequest, await read_json(request, request.app.state.max_body))
         if body.refresh_token is None:
-            bearer_token(None)  # raises: neither credential was sent
+            bearer_token(None)  # raises MissingToken: neither credential was sent (401)
         await service.logout_with_refresh_token(body.refresh_token)
     return Response(status_code=204, headers=NO_STORE)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -12,6 +13,7 @@ from ..core.errors import InvalidRequest, RequestTooLarge
 from ..core.passwords import MAX_PASSWORD_LENGTH
 
 M = TypeVar("M", bound=BaseModel)
+_DIGITS = re.compile(r"[0-9]{1,15}")
 
 
 class _Body(BaseModel):
@@ -56,9 +58,12 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise InvalidRequest("The request body must be JSON (Content-Type: application/json).")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge()
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if _DIGITS.fullmatch(declared) is None:
+            raise InvalidRequest("The Content-Length header is malformed.")
+        if int(declared) > limit:
+            raise RequestTooLarge()
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -80,3 +85,8 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise InvalidRequest(f"{field}: {first['msg']}.") from None
+
+
+def has_body(request: Request) -> bool:
+    headers = request.headers
+    return "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
