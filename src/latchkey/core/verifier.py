@@ -150,7 +150,9 @@ class Verifier:
         self._clock = clock or SystemClock()
         self._now = self._clock.now
         self._revoked = revoked_sessions
-        self._headers: dict[bytes, str] = {}  # header segment -> kid, for headers that passed
+        self._headers: dict[
+            bytes, tuple[str, str]
+        ] = {}  # header segment -> kid, for headers that passed
 
     @classmethod
     def from_jwks(cls, jwks: Mapping[str, Any], **options: Any) -> Verifier:
@@ -175,28 +177,29 @@ class Verifier:
         return cls(source, **options)
 
     def _key_for_header(self, segment: bytes) -> VerificationKey:
-        kid = self._headers.get(segment)
-        if kid is not None:
+        cached = self._headers.get(segment)
+        if cached is not None:
+            kid, alg = cached
             key = self._keys.get(kid)
-            if key is not None:
+            # The key under a kid may change (remote JWKS): the pin is rechecked every time.
+            if key is not None and key.alg == alg:
                 return key
         header = _decode_header(segment)
         if not header.keys() <= _ALLOWED_HEADER:
             raise ForbiddenHeader()  # crit, jku, x5u, x5c, jwk, b64, ... (RFC 8725 §3.10)
-        kid = header.get("kid")
-        alg = header.get("alg")
+        header_kid = header.get("kid")
         typ = header.get("typ")
-        if not isinstance(kid, str) or not isinstance(typ, str):
+        if not isinstance(header_kid, str) or not isinstance(typ, str):
             raise ForbiddenHeader()
         if typ.lower() not in _ACCEPTED_TYP:
             raise ForbiddenHeader()
-        key = self._keys.get(kid)
+        key = self._keys.get(header_kid)
         # The key decides the algorithm; the header may only agree with it (RFC 8725 §3.1).
-        if key is None or alg != key.alg:
+        if key is None or header.get("alg") != key.alg:
             raise ForbiddenHeader()
         if len(self._headers) >= _HEADER_CACHE_SIZE:
             self._headers.clear()
-        self._headers[segment] = kid
+        self._headers[segment] = (header_kid, key.alg)
         return key
 
     def verify(self, token: str) -> AccessClaims:
@@ -238,7 +241,9 @@ class Verifier:
             raise ImmatureToken()
         if "nbf" in claims:
             nbf = claims["nbf"]
-            if type(nbf) not in _NUMERIC or nbf > now + leeway:  # RFC 7519 §4.1.5
+            if type(nbf) not in _NUMERIC:
+                raise InvalidClaims()
+            if nbf > now + leeway:  # RFC 7519 §4.1.5
                 raise ImmatureToken()
         if self.max_lifetime is not None and exp - iat > self.max_lifetime:  # DESIGN §3
             raise InvalidClaims()
