@@ -95,8 +95,9 @@ def test_user_list_and_keys_list(
     assert main(["keys", "list"]) == 0
     out = capsys.readouterr().out
     assert "RS256" in out and "signing" in out
-    assert (env / "signing-key.pem").stat().st_mode & 0o777 == 0o600
-    assert (env / "refresh-secret.key").stat().st_mode & 0o777 == 0o600
+    assert (env / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert (env / "latchkey.db").stat().st_mode & 0o777 == 0o600
+    assert env.stat().st_mode & 0o777 == 0o700
 
 
 def test_migrate_is_idempotent(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from .bootstrap import build_service, prepare
 from .core.errors import LatchkeyError
+from .keystore import new_secret
 from .service import AuthService
 from .settings import Settings, describe_error
 
@@ -111,13 +112,27 @@ def cmd_user_list(_args: argparse.Namespace) -> None:
 
 
 def cmd_keys_list(_args: argparse.Namespace) -> None:
-    settings = _settings()
-    service = build_service(settings)
-    source = settings.signing_key_file or settings.data_dir / "signing-key.pem"
-    print(f"{'KID':<44} {'ALG':<6} {'STATE':<8} SOURCE")
-    for key in service.keys:
-        print(f"{key.kid:<44} {key.alg:<6} {'signing':<8} {source}")
-    asyncio.run(service.close())
+    async def work(service: AuthService) -> list[tuple[str, str, str, str]]:
+        now = service.clock.now()
+        signing = service.keys.signing.kid
+        rows = []
+        for key in sorted(service.keys.stored, key=lambda k: k.created_at):
+            if key.kid == signing:
+                state = "signing"
+            elif key.activates_at > now:
+                state = "pending"
+            else:
+                state = "published"
+            rows.append((key.kid, key.alg, state, _when(key.created_at)))
+        return rows
+
+    print(f"{'KID':<44} {'ALG':<6} {'STATE':<10} CREATED")
+    for kid, alg, state, created in _with_service(work):
+        print(f"{kid:<44} {alg:<6} {state:<10} {created}")
+
+
+def cmd_keys_secret(_args: argparse.Namespace) -> None:
+    print(new_secret())
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -158,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="keys_command", required=True, metavar="ACTION"
     )
     keys.add_parser("list", help="list keys").set_defaults(func=cmd_keys_list)
+    keys.add_parser("secret", help="print a new random value for LATCHKEY_SECRET_KEY").set_defaults(
+        func=cmd_keys_secret
+    )
     return parser
 
 

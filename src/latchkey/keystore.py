@@ -1,7 +1,10 @@
-"""Key material on disk: the signing key and the refresh-token secret in ``DATA_DIR``.
+"""The deployment secret and an optional signing-key file.
 
-Files are created with mode 0600 and published atomically (``os.link`` of a finished temp
-file), so that two processes starting at once agree on one key.
+The deployment secret (``LATCHKEY_SECRET_KEY``, base64url, ≥ 32 random bytes) seals the
+private signing keys stored in the database and derives the refresh-token MAC key. With the
+embedded SQLite default it may be left unset: it is then generated on first start into
+``DATA_DIR/secret.key`` (mode 0600), published atomically (``os.link`` of a finished temp
+file) so that two processes starting at once agree on one secret.
 """
 
 from __future__ import annotations
@@ -11,13 +14,27 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from .core.b64 import Base64Error, b64url_decode
+from .core.b64 import Base64Error, b64url_decode, b64url_encode
 from .core.errors import ConfigurationError
-from .core.keys import Algorithm, SigningKey
-from .core.refresh import MIN_KEY_BYTES
+from .core.keys import SigningKey
+from .core.sealing import MIN_SECRET_BYTES
 
-SIGNING_KEY_FILE = "signing-key.pem"
-REFRESH_SECRET_FILE = "refresh-secret.key"
+SECRET_FILE = "secret.key"
+
+
+def new_secret() -> str:
+    """A fresh value for ``LATCHKEY_SECRET_KEY``."""
+    return b64url_encode(secrets.token_bytes(MIN_SECRET_BYTES))
+
+
+def parse_secret(text: str, name: str = "LATCHKEY_SECRET_KEY") -> bytes:
+    try:
+        secret = b64url_decode(text.strip().rstrip("="))
+    except Base64Error as exc:
+        raise ConfigurationError(f"{name}: not base64url") from exc
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigurationError(f"{name}: needs at least {MIN_SECRET_BYTES} random bytes")
+    return secret
 
 
 def _create_exclusive(path: Path, data: bytes) -> bool:
@@ -45,32 +62,14 @@ def _read_private(path: Path) -> bytes:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def load_or_create_secret(data_dir: Path, configured: str | None) -> bytes:
+    if configured is not None:
+        return parse_secret(configured)
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        _create_exclusive(path, new_secret().encode("ascii"))
+    return parse_secret(_read_private(path).decode("ascii", "replace"), str(path))
+
+
 def load_signing_key(path: Path) -> SigningKey:
     return SigningKey.from_pem(_read_private(path))
-
-
-def load_or_create_signing_key(data_dir: Path, alg: Algorithm = "RS256") -> SigningKey:
-    path = data_dir / SIGNING_KEY_FILE
-    if not path.exists():
-        _create_exclusive(path, SigningKey.generate(alg).private_pem())
-    return load_signing_key(path)
-
-
-def load_or_create_refresh_secret(data_dir: Path, configured: str | None = None) -> bytes:
-    if configured is not None:
-        try:
-            secret = b64url_decode(configured.strip().rstrip("="))
-        except Base64Error as exc:
-            raise ConfigurationError("LATCHKEY_REFRESH_SECRET: not base64url") from exc
-        if len(secret) < MIN_KEY_BYTES:
-            raise ConfigurationError(
-                f"LATCHKEY_REFRESH_SECRET: needs at least {MIN_KEY_BYTES} random bytes"
-            )
-        return secret
-    path = data_dir / REFRESH_SECRET_FILE
-    if not path.exists():
-        _create_exclusive(path, secrets.token_bytes(MIN_KEY_BYTES))
-    secret = _read_private(path)
-    if len(secret) < MIN_KEY_BYTES:
-        raise ConfigurationError(f"{path}: too short to be a refresh-token secret")
-    return secret

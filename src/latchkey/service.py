@@ -26,11 +26,13 @@ from .core.errors import (
     RefreshTokenReused,
     RevokedToken,
     SessionRevoked,
+    TooManyRequests,
 )
-from .core.keys import SigningKey
-from .core.keysets import StaticKeySet
+from .core.keyring import KeyRing, StoredKey
+from .core.keys import Algorithm, SigningKey
 from .core.passwords import MAX_PASSWORD_LENGTH, PasswordHasher
 from .core.refresh import NONCE_BYTES, RefreshToken, RefreshTokenCodec
+from .core.sealing import Sealer
 from .core.sessions import (
     Outcome,
     RevocationReason,
@@ -42,7 +44,10 @@ from .core.sessions import (
 )
 from .core.users import User, username_key
 from .core.verifier import AccessClaims, Verifier
+from .events import Events, NullEvents
+from .revocation import LocalRevocations, Revocations
 from .store.protocol import Store
+from .throttle import LocalThrottle, Throttle
 
 log = logging.getLogger("latchkey.service")
 T = TypeVar("T")
@@ -72,6 +77,12 @@ class TokenPair:
 
 
 @dataclass(frozen=True, slots=True)
+class ThrottleLimits:
+    account: int = 10  # failed logins per account per window
+    address: int = 100  # failed logins per client address per window
+
+
+@dataclass(frozen=True, slots=True)
 class ClientInfo:
     user_agent: str | None = None
     address: str | None = None
@@ -82,7 +93,8 @@ class AuthService:
         self,
         *,
         store: Store,
-        signing_key: SigningKey,
+        keyring: KeyRing,
+        sealer: Sealer,
         refresh_codec: RefreshTokenCodec,
         hasher: PasswordHasher,
         policy: SessionPolicy,
@@ -91,25 +103,40 @@ class AuthService:
         audience: str,
         access_ttl: int,
         leeway: int = 0,
+        signing_alg: Algorithm = "RS256",
+        imported_key: SigningKey | None = None,
+        events: Events | None = None,
+        revocations: Revocations | None = None,
+        throttle: Throttle | None = None,
+        limits: ThrottleLimits | None = None,
         hash_workers: int | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.clock = clock
         self.hasher = hasher
+        self.events: Events = events or NullEvents()
+        self.revocations: Revocations = revocations or LocalRevocations(clock)
+        self.throttle: Throttle = throttle or LocalThrottle(clock, 900)
+        self.limits = limits or ThrottleLimits()
         self._codec = refresh_codec
+        self._sealer = sealer
+        self._signing_alg: Algorithm = signing_alg
+        self._imported_key = imported_key
         self.issuer_name = issuer
-        self.keys = StaticKeySet([signing_key.public])
+        self.keys = keyring
         self.access = AccessTokenIssuer(
-            signing_key, issuer=issuer, audience=audience, ttl=access_ttl, clock=clock
+            keyring, issuer=issuer, audience=audience, ttl=access_ttl, clock=clock
         )
+        # The service's own guard: keys from the ring, revoked sessions from the deny-list.
         self.verifier = Verifier(
-            self.keys,
+            keyring,
             issuer=issuer,
             audience=audience,
             leeway=leeway,
             max_lifetime=access_ttl,
             clock=clock,
+            revoked_sessions=self.revocations.local,
         )
         # Password hashing is CPU-bound: run it on a small pool, never on the event loop.
         self._pool = ThreadPoolExecutor(
@@ -121,7 +148,33 @@ class AuthService:
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        await self.revocations.close()
+        await self.throttle.close()
         await self.store.close()
+
+    # --- keys ----------------------------------------------------------------------------
+
+    async def load_keys(self, *, create: bool = False) -> None:
+        """Reload the key ring from the store (every instance does this periodically, so a
+        key added anywhere is used everywhere without a restart). With ``create``, make the
+        first key — or import ``LATCHKEY_SIGNING_KEY_FILE`` — when needed."""
+        now = self.clock.now()
+        stored = await self.store.list_signing_keys()
+        if create:
+            imported = self._imported_key
+            if imported is not None and imported.kid not in {key.kid for key in stored}:
+                await self.store.add_signing_key(
+                    StoredKey.seal(imported, self._sealer, now=now, activates_at=now)
+                )
+                stored = await self.store.list_signing_keys()
+            elif not any(key.retired_at is None for key in stored):
+                first = SigningKey.generate(self._signing_alg)
+                await self.store.add_signing_key(
+                    StoredKey.seal(first, self._sealer, now=now, activates_at=now),
+                    only_if_none=True,
+                )
+                stored = await self.store.list_signing_keys()
+        self.keys.load(stored, now)
 
     # --- users ---------------------------------------------------------------------------
 
@@ -147,14 +200,27 @@ class AuthService:
     # --- login, refresh, logout ----------------------------------------------------------
 
     async def login(self, username: str, password: str, client: ClientInfo) -> TokenPair:
-        user = await self.store.user_by_name(username_key(username))
+        key = username_key(username)
+        account, address = f"account:{key}", f"address:{client.address or '-'}"
+        # Throttle per account and per address (ASVS V6.3); unknown accounts alike.
+        wait = max(
+            await self.throttle.retry_after(account, self.limits.account),
+            await self.throttle.retry_after(address, self.limits.address),
+        )
+        if wait:
+            raise TooManyRequests(retry_after=wait)
+        user = await self.store.user_by_name(key)
         # Unknown users are checked against a dummy hash: same cost, same answer (ASVS V6.3).
         ok, new_hash = await self._off_loop(
             self.hasher.verify, user.password_hash if user else None, password
         )
         if not ok or user is None or user.disabled_at is not None:
+            await self.throttle.failed(account)
+            await self.throttle.failed(address)
+            self.events.login(ok=False)
             log.info("login failed")
             raise InvalidCredentials()
+        await self.throttle.reset(account)
         if new_hash is not None:
             await self.store.set_password_hash(user.id, new_hash)
         now = self.clock.now()
@@ -169,6 +235,7 @@ class AuthService:
             address=client.address,
         )
         await self.store.add_session(session)
+        self.events.login(ok=True)
         log.info("login ok", extra={"user_id": user.id, "sid": session.sid})
         return self._pair(session, token, now)
 
@@ -191,6 +258,8 @@ class AuthService:
         )
         if session is None:
             session, successor = await self._after_failed_rotation(presented, now)
+        else:
+            self.events.refresh("rotated")
         return self._pair(session, successor, now)
 
     async def _after_failed_rotation(
@@ -202,22 +271,35 @@ class AuthService:
             assert session is not None and session.rotation_nonce is not None
             successor = self._codec.successor(presented, session.rotation_nonce)
             if successor.digest == session.current_hash:
+                self.events.refresh("grace")
                 log.info("refresh retried within grace", extra={"sid": session.sid})
                 return session, successor
             outcome = Outcome.INVALID
         if outcome is Outcome.REUSE:
             assert session is not None
-            await self.store.revoke_session(session.sid, RevocationReason.REUSE_DETECTED, now)
+            self.events.refresh("reused")
             log.warning(
                 "refresh token reuse detected: session revoked",
                 extra={"sid": session.sid, "user_id": session.user_id},
             )
+            await self._revoke(session.sid, RevocationReason.REUSE_DETECTED)
             raise RefreshTokenReused()
         if outcome is Outcome.REVOKED:
+            self.events.refresh("revoked")
             raise SessionRevoked()
         if outcome is Outcome.EXPIRED:
+            self.events.refresh("expired")
             raise RefreshTokenExpired()
+        self.events.refresh("invalid")
         raise RefreshTokenInvalid()
+
+    async def _revoke(self, sid: str, reason: RevocationReason) -> None:
+        """Revoke in the store (the truth), then announce it so that every instance's guard
+        rejects the session's access tokens until the last of them has expired."""
+        now = self.clock.now()
+        if await self.store.revoke_session(sid, reason, now):
+            self.events.revoked(reason)
+        await self.revocations.publish(sid, now + self.access.ttl)
 
     def _pair(self, session: Session, token: RefreshToken, now: float) -> TokenPair:
         access = self.access.issue(
@@ -239,11 +321,11 @@ class AuthService:
     async def logout_with_refresh_token(self, refresh_token: object) -> None:
         # Any genuine token of the session ends it; logging out twice is not an error.
         presented = self._codec.decode(refresh_token)
-        await self.store.revoke_session(presented.sid, RevocationReason.LOGOUT, self.clock.now())
+        await self._revoke(presented.sid, RevocationReason.LOGOUT)
         log.info("logout", extra={"sid": presented.sid})
 
     async def logout_with_access_token(self, claims: AccessClaims) -> None:
-        await self.store.revoke_session(claims["sid"], RevocationReason.LOGOUT, self.clock.now())
+        await self._revoke(claims["sid"], RevocationReason.LOGOUT)
         log.info("logout", extra={"sid": claims["sid"]})
 
     # --- access tokens -------------------------------------------------------------------

@@ -38,6 +38,13 @@ def _url(value: str) -> str:
 
 
 Duration = Annotated[int, BeforeValidator(_duration)]
+_DATABASE_SCHEMES = (
+    "sqlite://",
+    "sqlite+aiosqlite://",
+    "postgresql://",
+    "postgres://",
+    "postgresql+asyncpg://",
+)
 
 
 class Settings(BaseSettings):
@@ -59,11 +66,20 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = None
     signing_alg: Literal["RS256", "ES256", "EdDSA"] = "RS256"
     refresh_secret: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    key_refresh_interval: Duration = Field(default=5, ge=1, le=3600)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_timeout: float = Field(default=2.0, gt=0, le=60)
+    redis_url: str | None = None
+    throttle_account_failures: int = Field(default=10, ge=1, le=10_000)
+    throttle_address_failures: int = Field(default=100, ge=1, le=100_000)
+    throttle_window: Duration = Field(default=900, ge=1, le=86400)
     argon2_time_cost: int = Field(default=3, ge=1, le=20)
     argon2_memory_kib: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)
     argon2_parallelism: int = Field(default=4, ge=1, le=64)
     max_body_bytes: int = Field(default=16384, ge=1024, le=1024 * 1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -71,11 +87,32 @@ class Settings(BaseSettings):
             raise ValueError("LATCHKEY_REFRESH_TTL must not exceed LATCHKEY_SESSION_TTL")
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'latchkey.db'}"
-        elif not self.database_url.startswith(("sqlite://", "sqlite+aiosqlite://")):
+        elif not self.database_url.startswith(_DATABASE_SCHEMES):
             raise ValueError(
-                "LATCHKEY_DATABASE_URL: only sqlite:/// URLs are supported in this version"
+                "LATCHKEY_DATABASE_URL: expected sqlite:///PATH or postgresql://USER@HOST/DB"
             )
+        if not self.is_sqlite and self.secret_key is None:
+            raise ValueError(
+                "LATCHKEY_SECRET_KEY: required with PostgreSQL (instances share keys through "
+                "the database; generate one with: latchkey keys secret)"
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("LATCHKEY_REDIS_URL: expected redis://HOST:PORT/DB")
         return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a ``sqlite:///PATH`` URL (``None`` for in-memory)."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[-1].split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path)
 
 
 def describe_error(error: ValidationError) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 from .b64 import b64url_encode
 from .clock import Clock
@@ -20,12 +21,19 @@ class IssuedAccessToken:
     jti: str
 
 
+class SigningKeyProvider(Protocol):
+    """Anything that names the key to sign with now (e.g. a :class:`KeyRing`)."""
+
+    @property
+    def signing(self) -> SigningKey: ...
+
+
 class AccessTokenIssuer:
     """Mints access tokens for one issuer and audience, signed with the current key."""
 
     def __init__(
         self,
-        key: SigningKey,
+        key: SigningKey | SigningKeyProvider,
         *,
         issuer: str,
         audience: str,
@@ -33,7 +41,8 @@ class AccessTokenIssuer:
         clock: Clock,
         client_id: str = "latchkey",
     ) -> None:
-        self._signer = CompactSigner(key, ACCESS_TOKEN_TYP)
+        self._keys = key
+        self._signer: CompactSigner | None = None
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl
@@ -42,7 +51,15 @@ class AccessTokenIssuer:
 
     @property
     def key(self) -> SigningKey:
-        return self._signer.key
+        keys = self._keys
+        return keys if isinstance(keys, SigningKey) else keys.signing
+
+    def _current_signer(self) -> CompactSigner:
+        key = self.key
+        signer = self._signer
+        if signer is None or signer.key is not key:  # first use, or the ring rotated
+            signer = self._signer = CompactSigner(key, ACCESS_TOKEN_TYP)
+        return signer
 
     def issue(self, *, subject: str, sid: str, scope: str, auth_time: int) -> IssuedAccessToken:
         now = int(self._clock.now())
@@ -61,4 +78,4 @@ class AccessTokenIssuer:
             "scope": scope,
             "auth_time": auth_time,
         }
-        return IssuedAccessToken(token=self._signer.sign(claims), expires_at=exp, jti=jti)
+        return IssuedAccessToken(token=self._current_signer().sign(claims), expires_at=exp, jti=jti)

@@ -50,6 +50,18 @@ class ServiceUnavailable(LatchkeyError):
     description = "The service is temporarily unavailable. Try again shortly."
 
 
+class TooManyRequests(LatchkeyError):
+    """Too many failed attempts: wait ``retry_after`` seconds (RFC 6585 §4)."""
+
+    error = "too_many_requests"
+    status_code = 429
+    description = "Too many failed attempts. Try again later."
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
 # --- grants: login and refresh ---------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _SCRIPTS = Path(__file__).with_name("migrations")
@@ -25,7 +26,14 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
+_MIGRATION_LOCK = 0x6C6B_6D69  # advisory-lock id ("lkmi")
+
+
 def _upgrade(connection: Any) -> None:
+    if connection.dialect.name == "postgresql":
+        # Instances starting together, or `latchkey migrate` during a rolling upgrade, run
+        # the migrations one at a time; the later ones then find nothing to do.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
     command.upgrade(_config(connection), "head")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..core.keyring import StoredKey
 from ..core.sessions import Rotation, Session
 from ..core.users import User
 
@@ -34,6 +35,13 @@ class Store(Protocol):
 
     async def revoke_session(self, sid: str, reason: str, now: float) -> bool:
         """Mark a live session revoked; ``False`` if it was unknown or already revoked."""
+        ...
+
+    async def list_signing_keys(self) -> list[StoredKey]: ...
+
+    async def add_signing_key(self, key: StoredKey, *, only_if_none: bool = False) -> bool:
+        """Store a key; with ``only_if_none``, only when no unretired key exists (atomic, so
+        instances starting together create one first key, not several)."""
         ...
 
     async def ping(self) -> None: ...

@@ -12,17 +12,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, literal, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..core.errors import Conflict, ServiceUnavailable
+from ..core.keyring import StoredKey
 from ..core.sessions import Rotation, Session
 from ..core.users import User
-from .tables import sessions, users
+from .tables import sessions, signing_keys, users
 
 log = logging.getLogger("latchkey.store")
+_KEYS_LOCK = 0x6C6B_6B65  # advisory-lock id for first-key creation ("lkke")
 
 
 def async_url(url: str) -> str:
@@ -34,7 +36,7 @@ def async_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, timeout: float = 2.0) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 15})
@@ -50,7 +52,17 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    # PostgreSQL: bounded waits everywhere, so that a database that is down or hung turns
+    # into a 503 within ``timeout`` seconds instead of a hang (connect, pool, statement).
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=timeout,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"timeout": timeout, "command_timeout": timeout},
+    )
 
 
 def _user(row: Row[Any]) -> User:
@@ -92,8 +104,12 @@ class SqlStore:
         self.engine = engine
 
     @classmethod
-    def from_url(cls, url: str) -> SqlStore:
-        return cls(create_engine(url))
+    def from_url(cls, url: str, *, pool_size: int = 10, timeout: float = 2.0) -> SqlStore:
+        return cls(create_engine(url, pool_size=pool_size, timeout=timeout))
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
@@ -192,6 +208,44 @@ class SqlStore:
         async with self._begin() as conn:
             result = await conn.execute(statement)
         return bool(result.rowcount)
+
+    async def list_signing_keys(self) -> list[StoredKey]:
+        async with self._begin() as conn:
+            rows = (await conn.execute(select(signing_keys))).all()
+        return [
+            StoredKey(
+                kid=row.kid,
+                alg=row.alg,
+                sealed_private_key=bytes(row.sealed_private_key),
+                created_at=row.created_at,
+                activates_at=row.activates_at,
+                retired_at=row.retired_at,
+            )
+            for row in rows
+        ]
+
+    async def add_signing_key(self, key: StoredKey, *, only_if_none: bool = False) -> bool:
+        values = {
+            "kid": key.kid,
+            "alg": key.alg,
+            "sealed_private_key": key.sealed_private_key,
+            "created_at": key.created_at,
+            "activates_at": key.activates_at,
+            "retired_at": key.retired_at,
+        }
+        async with self._begin() as conn:
+            if not only_if_none:
+                await conn.execute(signing_keys.insert().values(**values))
+                return True
+            if self.is_postgresql:
+                # Serialise first-key creation across instances for this transaction.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _KEYS_LOCK})
+            live = select(signing_keys.c.kid).where(signing_keys.c.retired_at.is_(None))
+            source = select(
+                *[literal(v, type_=signing_keys.c[k].type).label(k) for k, v in values.items()]
+            ).where(~live.exists())
+            result = await conn.execute(signing_keys.insert().from_select(list(values), source))
+            return bool(result.rowcount)
 
     async def ping(self) -> None:
         async with self._begin() as conn:

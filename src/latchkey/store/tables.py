@@ -50,3 +50,15 @@ sessions = Table(
     Column("address", String(64), nullable=True),
     Index("ix_sessions_user_id", "user_id"),
 )
+
+# Signing keys, shared by every instance; the private key is sealed (core/sealing.py).
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("sealed_private_key", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("activates_at", Float, nullable=False),
+    Column("retired_at", Float, nullable=True),
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +24,8 @@ from ..settings import Settings
 from .bodies import LoginRequest, LogoutRequest, RefreshRequest, has_body, parse, read_json
 from .errors import NO_STORE, on_http_error, on_latchkey_error, on_unexpected
 from .openapi import docs_html, openapi_spec
+
+log = logging.getLogger("latchkey.web")
 
 
 def _service(request: Request) -> AuthService:
@@ -126,6 +130,16 @@ ROUTES = [
 ]
 
 
+async def _reload_keys(service: AuthService, interval: float) -> None:
+    """Pick up keys added by other instances or by `latchkey keys …`, without a restart."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await service.load_keys()
+        except LatchkeyError as exc:
+            log.warning("could not reload signing keys: %s", exc.description)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -140,9 +154,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await prepare(active)
+        await active.revocations.start()
+        reloader = asyncio.create_task(_reload_keys(active, settings.key_refresh_interval))
         try:
             yield
         finally:
+            reloader.cancel()
             await active.close()
 
     app = Starlette(

@@ -8,7 +8,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..core.errors import InsufficientScope, InvalidToken, LatchkeyError, ServiceUnavailable
+from ..core.errors import (
+    InsufficientScope,
+    InvalidToken,
+    LatchkeyError,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 from ..guard.bearer import challenge
 
 log = logging.getLogger("latchkey.web")
@@ -22,6 +28,8 @@ def error_response(error: LatchkeyError) -> JSONResponse:
         headers["WWW-Authenticate"] = challenge(error)  # RFC 6750 §3
     if isinstance(error, ServiceUnavailable):
         headers["Retry-After"] = "1"
+    elif isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(
         {"error": error.error, "error_description": error.description},
         status_code=error.status_code,
