@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -15,7 +17,9 @@ from latchkey.core.clock import ManualClock
 from latchkey.service import AuthService
 from latchkey.settings import Settings
 from latchkey.web import create_app
+from support import POSTGRES_URL, TEST_SECRET, empty_postgres, run_sync
 
+T = TypeVar("T")
 T0 = 1_800_000_000.0
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 
@@ -56,9 +60,53 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL for this test run."""
+    import asyncpg
+
+    name = f"latchkey_test_{uuid.uuid4().hex[:12]}"
+    admin = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    try:
+        run_sync(create)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    yield url
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    run_sync(drop)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test that uses the service or the app runs on both databases."""
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "data")
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
+    if backend == "sqlite":
+        return make_settings(tmp_path / "data")
+    url = request.getfixturevalue("postgres_url")
+    empty_postgres(url)
+    return make_settings(tmp_path / "data", database_url=url, secret_key=TEST_SECRET)
 
 
 @pytest.fixture

@@ -179,8 +179,8 @@ class AuthService:
     # --- users ---------------------------------------------------------------------------
 
     async def add_user(self, username: str, password: str, scope: str = "") -> User:
-        if not username.strip() or len(username) > 255:
-            raise InvalidRequest("The username must have 1 to 255 characters.")
+        if not username.strip() or len(username) > 255 or not username.isprintable():
+            raise InvalidRequest("The username must have 1 to 255 printable characters.")
         if not password or len(password) > MAX_PASSWORD_LENGTH:
             raise InvalidRequest(f"The password must have 1 to {MAX_PASSWORD_LENGTH} characters.")
         password_hash = await self._off_loop(self.hasher.hash, password)

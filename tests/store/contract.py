@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from latchkey.core.errors import Conflict
+from latchkey.core.keyring import StoredKey
 from latchkey.core.sessions import Rotation, Session
 from latchkey.core.users import User
 from latchkey.store import Store
@@ -325,3 +326,44 @@ class StoreContract:
         user = make_user("alice")
         await store.add_user(user)
         assert await second_store.user_by_name("alice") == user
+
+    # --- signing keys --------------------------------------------------------------------
+
+    async def test_signing_keys_roundtrip(self, store: Store) -> None:
+        """A stored key comes back field for field; the list starts empty."""
+        assert await store.list_signing_keys() == []
+        key = make_stored_key("k1")
+        assert await store.add_signing_key(key)
+        assert await store.list_signing_keys() == [key]
+
+    async def test_first_key_is_created_once(self, store: Store, second_store: Store) -> None:
+        """Of many concurrent "create the first key" calls on two instances, one stores a key."""
+        results = await asyncio.gather(
+            *(
+                (store, second_store)[i % 2].add_signing_key(
+                    make_stored_key(f"k{i}"), only_if_none=True
+                )
+                for i in range(10)
+            )
+        )
+        assert sum(results) == 1
+        assert len(await second_store.list_signing_keys()) == 1
+
+    async def test_only_if_none_ignores_retired_keys(self, store: Store) -> None:
+        """A retired key does not count: a first active key can still be created."""
+        await store.add_signing_key(make_stored_key("old", retired_at=T0))
+        assert await store.add_signing_key(make_stored_key("new"), only_if_none=True)
+        assert not await store.add_signing_key(make_stored_key("newer"), only_if_none=True)
+
+
+def make_stored_key(kid: str, **fields: object) -> StoredKey:
+    values: dict[str, object] = {
+        "kid": kid,
+        "alg": "RS256",
+        "sealed_private_key": hashlib.sha256(kid.encode()).digest() * 3,
+        "created_at": T0,
+        "activates_at": T0,
+        "retired_at": None,
+        **fields,
+    }
+    return StoredKey(**values)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -20,8 +20,11 @@ class _Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", hide_input_in_errors=True)
 
 
+Username = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
 class LoginRequest(_Body):
-    username: str = Field(min_length=1, max_length=255)
+    username: Username  # no control characters (they cannot name anyone)
     password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
 

@@ -1,0 +1,42 @@
+"""Helpers shared by the test modules (importable as ``support``)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+POSTGRES_URL = os.environ.get(
+    "LATCHKEY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+TEST_SECRET = "dGVzdC1zZWNyZXQta2V5LW9mLWF0LWxlYXN0LTMyLWJ5dGVz"  # base64url, 32+ bytes
+
+
+def run_sync(coroutine: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine()).result()  # type: ignore[arg-type]
+
+
+def empty_postgres(url: str) -> None:
+    """Remove every row the previous test left (tables exist after the first migration)."""
+    import asyncpg
+
+    async def truncate() -> None:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            tables = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version'"
+            )
+            if tables:
+                names = ", ".join(f'"{row["tablename"]}"' for row in tables)
+                await conn.execute(f"TRUNCATE {names}")
+        finally:
+            await conn.close()
+
+    run_sync(truncate)
