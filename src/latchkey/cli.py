@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -65,6 +68,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
         f"(database {settings.database_url})",
         file=sys.stderr,
     )
+    if args.workers > 1:
+        # Workers count into files here, and /metrics sums them (prometheus-client's
+        # multiprocess mode, chosen at import, hence set before the workers start).
+        metrics_dir = Path(tempfile.mkdtemp(prefix="latchkey-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uvicorn.run(
         "latchkey.web.asgi:app_from_env",
         factory=True,

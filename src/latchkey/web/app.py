@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -19,11 +20,14 @@ from ..core.clock import Clock
 from ..core.errors import LatchkeyError
 from ..guard.bearer import bearer_token
 from ..guard.starlette import VERIFIER_STATE
+from ..logs import RequestIdMiddleware
+from ..metrics import Metrics, MetricsMiddleware, PrometheusEvents
 from ..service import AuthService, ClientInfo
 from ..settings import Settings
 from .bodies import LoginRequest, LogoutRequest, RefreshRequest, has_body, parse, read_json
 from .errors import NO_STORE, on_http_error, on_latchkey_error, on_unexpected
 from .openapi import docs_html, openapi_spec
+from .ops import OPS_ROUTES
 
 log = logging.getLogger("latchkey.web")
 
@@ -145,11 +149,13 @@ def create_app(
     *,
     service: AuthService | None = None,
     clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The ASGI app. Builds the service from ``settings`` unless one is handed in; the schema
     is migrated at start-up."""
     settings = settings or Settings()
-    active = service or build_service(settings, clock=clock)
+    metrics = metrics or Metrics()
+    active = service or build_service(settings, clock=clock, events=PrometheusEvents(metrics))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -163,7 +169,11 @@ def create_app(
             await active.close()
 
     app = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *OPS_ROUTES],
+        middleware=[
+            Middleware(RequestIdMiddleware),  # outermost: every log line carries the id
+            Middleware(MetricsMiddleware, metrics=metrics),
+        ],
         lifespan=lifespan,
         exception_handlers={
             LatchkeyError: on_latchkey_error,
@@ -172,6 +182,8 @@ def create_app(
         },
     )
     app.state.service = active
+    app.state.metrics = metrics
+    app.state.redis_ping = None
     app.state.max_body = settings.max_body_bytes
     setattr(app.state, VERIFIER_STATE, active.verifier)
     return app

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from starlette.applications import Starlette
 
+from ..logs import configure_logging
 from ..settings import Settings
 from .app import create_app
 
 
 def app_from_env() -> Starlette:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

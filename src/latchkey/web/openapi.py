@@ -113,6 +113,21 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "responses": {"200": {"description": "Alive", **_json(_OBJECT)}},
             }
         },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the database (and Redis when configured) answer",
+                "responses": {
+                    "200": {"description": "Ready", **_json(_OBJECT)},
+                    "503": {"description": "A dependency is unavailable", **_json(_OBJECT)},
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition format)",
+                "responses": {"200": {"description": "Metrics", "content": {"text/plain": {}}}},
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This description",

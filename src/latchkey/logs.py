@@ -1,0 +1,198 @@
+"""Structured logs: one JSON object per line on stderr, tagged with the request's id, with
+anything that looks like a token blanked out before it is written.
+
+``configure_logging`` sets up the root logger once per process and routes uvicorn's loggers
+through it; ``RequestIdMiddleware`` gives every HTTP request an id that each log line made
+while the request runs carries, and that the response returns in ``X-Request-ID``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "JsonFormatter",
+    "RedactingFilter",
+    "RequestIdMiddleware",
+    "TextFormatter",
+    "configure_logging",
+    "current_request_id",
+    "redact",
+]
+
+REQUEST_ID_HEADER = "X-Request-ID"
+REDACTED = "[redacted]"
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+# A bearer JWT (base64url JSON header, always "eyJ…") or a latchkey refresh token.
+_SECRET = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|lkrt\.[A-Za-z0-9_-]+")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+# (color_message is uvicorn's ANSI-coloured duplicate of msg.)
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
+
+_request_id: ContextVar[str | None] = ContextVar("latchkey_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the HTTP request being handled, or None outside a request."""
+    return _request_id.get()
+
+
+def redact(text: str) -> str:
+    """``text`` with every JWT-shaped or ``lkrt.`` token replaced by ``[redacted]``."""
+    return _SECRET.sub(REDACTED, text)
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _RECORD_ATTRIBUTES and not key.startswith("_")
+    }
+
+
+class RedactingFilter(logging.Filter):
+    """Blanks tokens out of the message and the string ``extra=`` fields of every record.
+
+    Defence in depth: latchkey never logs a token on purpose. The formatters redact their
+    whole output again, which also covers exceptions and nested values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # bad %-args: keep the pieces, never let logging raise here
+            message = f"{record.msg} {record.args!r}"
+        record.msg, record.args = redact(message), None
+        for key, value in _extras(record).items():
+            if isinstance(value, str):
+                setattr(record, key, redact(value))
+        return True
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    when = datetime.fromtimestamp(record.created, UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _exception(record: logging.LogRecord) -> str | None:
+    """``Type: message`` of the logged exception: no traceback, no locals."""
+    if not record.exc_info or record.exc_info[1] is None:
+        return None
+    exc = record.exc_info[1]
+    return f"{type(exc).__qualname__}: {exc}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, request_id, extras, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = current_request_id()
+        if request_id is not None:
+            line["request_id"] = request_id
+        for key, value in _extras(record).items():
+            line.setdefault(key, value)  # an extra never overwrites a standard key
+        exc = _exception(record)
+        if exc is not None:
+            line["exc"] = exc
+        return redact(json.dumps(line, default=str, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    """``ts LEVEL logger: msg key=value …`` for a developer's terminal (with tracebacks)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"]
+        request_id = current_request_id()
+        if request_id is not None:
+            parts.append(f"request_id={request_id}")
+        parts.extend(f"{key}={value}" for key, value in _extras(record).items())
+        text = " ".join(parts)
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return redact(text)
+
+
+def configure_logging(
+    level: str, fmt: Literal["json", "text"] = "json", *, stream: TextIO | None = None
+) -> logging.Handler:
+    """Send every log record of the process, uvicorn's included, to one redacting handler on
+    ``stream`` (stderr). Replaces the root logger's handlers, as ``basicConfig(force=True)``
+    does; calling it again is safe."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactingFilter())
+
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+    # uvicorn installs its own handlers (and stops propagation) from its log_config; undo that
+    # so its lines, the access log included, come out in the same format.
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in logger.handlers[:]:
+            logger.removeHandler(old)
+        logger.propagate = True
+    return handler
+
+
+class RequestIdMiddleware:
+    """Gives each HTTP request an id: the client's ``X-Request-ID`` when it is a sane value
+    (at most 64 of ``A-Z a-z 0-9 . _ -``), else a fresh uuid4. Log lines made during the
+    request carry it; the response returns it in ``X-Request-ID``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = Headers(scope=scope).get(REQUEST_ID_HEADER)
+        if request_id is None or not _SANE_REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                message["headers"] = headers
+            await send(message)
+
+        token = _request_id.set(request_id)
+        await self.app(scope, receive, send_with_id)
+        # Reset only after a normal return: when the app raises, Starlette's
+        # ServerErrorMiddleware (outside every user middleware) logs the error after this
+        # frame, and that line should still carry the id. An ASGI server runs each request
+        # in its own task, so the value cannot reach another request.
+        _request_id.reset(token)

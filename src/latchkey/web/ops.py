@@ -1,0 +1,65 @@
+"""Endpoints for operators: readiness (``/readyz``) and Prometheus metrics (``/metrics``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..metrics import Metrics, metrics_response
+from .errors import NO_STORE
+
+log = logging.getLogger("latchkey.web")
+
+CHECK_TIMEOUT = 2.0  # seconds each dependency gets to answer before it counts as down
+
+Probe = Callable[[], Awaitable[None]]
+
+
+async def _check(name: str, probe: Probe) -> str:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await probe()
+    except TimeoutError:
+        log.warning("readiness check timed out", extra={"check": name})
+        return "timeout"
+    except Exception as exc:  # any failure of a dependency means "not ready", not a 500
+        log.warning("readiness check failed", extra={"check": name, "error": type(exc).__name__})
+        return "unavailable"
+    return "ok"
+
+
+async def readyz(request: Request) -> Response:
+    """200 when the database (and Redis, when configured) answer; else 503 + Retry-After."""
+    state = request.app.state
+    redis_ping: Probe | None = getattr(state, "redis_ping", None)
+    names = ["database"]
+    probes: list[Awaitable[str]] = [_check("database", state.service.store.ping)]
+    if redis_ping is not None:
+        names.append("redis")
+        probes.append(_check("redis", redis_ping))
+    checks = dict(zip(names, await asyncio.gather(*probes), strict=True))
+    checks.setdefault("redis", "not configured")
+
+    if all(result in ("ok", "not configured") for result in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks}, headers=NO_STORE)
+    return JSONResponse(
+        {"status": "unavailable", "checks": checks},
+        status_code=503,
+        headers={**NO_STORE, "Retry-After": "1"},
+    )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    return metrics_response(metrics)
+
+
+OPS_ROUTES = [
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics_endpoint, methods=["GET"]),
+]
