@@ -42,6 +42,11 @@ def build_service(
         else derive(secret, b"refresh-token")
     )
     sealer = Sealer(secret)
+    if settings.redis_url is not None:
+        from .redis_backends import RedisRevocations, RedisThrottle
+
+        revocations = revocations or RedisRevocations(settings.redis_url, clock)
+        throttle = throttle or RedisThrottle(settings.redis_url, clock, settings.throttle_window)
     return AuthService(
         store=SqlStore.from_url(
             settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout

@@ -58,6 +58,10 @@ class Revocations(Protocol):
 
     async def start(self) -> None: ...
 
+    async def ping(self) -> None:
+        """Raise :class:`~latchkey.core.errors.ServiceUnavailable` if the fan-out is down."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -75,6 +79,9 @@ class LocalRevocations:
         self._local.add(sid, until)
 
     async def start(self) -> None:
+        pass
+
+    async def ping(self) -> None:
         pass
 
     async def close(self) -> None:

@@ -183,7 +183,7 @@ def create_app(
     )
     app.state.service = active
     app.state.metrics = metrics
-    app.state.redis_ping = None
+    app.state.redis_ping = active.revocations.ping if settings.redis_url else None
     app.state.max_body = settings.max_body_bytes
     setattr(app.state, VERIFIER_STATE, active.verifier)
     return app
