@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import getpass
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +59,8 @@ def _when(timestamp: float) -> str:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from .web.server import NoDelayH11Protocol
+
     settings = _settings()
 
     async def setup(service: AuthService) -> None:
@@ -73,12 +77,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
         # multiprocess mode, chosen at import, hence set before the workers start).
         metrics_dir = Path(tempfile.mkdtemp(prefix="latchkey-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     uvicorn.run(
         "latchkey.web.asgi:app_from_env",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
+        http=NoDelayH11Protocol,
         log_level=settings.log_level,
         server_header=False,
     )
