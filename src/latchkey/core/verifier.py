@@ -95,16 +95,6 @@ def _decode_header(segment: bytes) -> dict[str, Any]:
     return value
 
 
-def _decode_payload(segment: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(b64url_decode_bytes(segment))  # strict RFC 8259: no NaN, no Infinity
-    except (Base64Error, orjson.JSONDecodeError) as exc:
-        raise MalformedToken() from exc
-    if type(value) is not dict:
-        raise MalformedToken()
-    return value
-
-
 # RFC 7519 §2 NumericDate: a JSON number. bool is an int subclass in Python: refuse it.
 _NUMERIC = frozenset({int, float})
 
@@ -215,7 +205,12 @@ class Verifier:
         key = self._key_for_header(header_segment)
         if not key.verify(signature, raw[: len(header_segment) + len(payload_segment) + 1]):
             raise BadSignature()
-        claims = _decode_payload(payload_segment)
+        try:  # the payload, parsed only now that it is authenticated (strict RFC 8259 JSON)
+            claims = orjson.loads(b64url_decode_bytes(payload_segment))
+        except (Base64Error, orjson.JSONDecodeError) as exc:
+            raise MalformedToken() from exc
+        if type(claims) is not dict:
+            raise MalformedToken()
         self._check_claims(claims)
         if self._revoked is not None and claims.get("sid") in self._revoked:
             raise RevokedToken()
