@@ -13,8 +13,10 @@ time), read and written in MULTI/EXEC transactions, so every instance sees the s
 Failure policy (deliberate): Redis is never on the critical path.
 
 - ``publish`` with Redis unreachable DEGRADES: the local list is updated first, a warning is
-  logged, nothing is raised. The database stays the truth for refresh tokens; other
-  instances accept that session's access tokens until they expire (at most their lifetime).
+  logged, nothing is raised, and the revocation is kept in a pending list that is stored and
+  announced as soon as the subscriber is connected again (entries whose tokens have expired
+  in the meantime are dropped). The database stays the truth for refresh tokens; until
+  then, other instances accept that session's access tokens (at most their lifetime).
 - The subscriber reconnects by itself (backoff 0.1 s doubling to 2 s) and rescans; it PINGs
   a silent subscription so a half-open connection is noticed within seconds.
 - The throttle with Redis unreachable DEGRADES to an in-process :class:`LocalThrottle`
@@ -130,6 +132,7 @@ class RedisRevocations:
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
         self._failing = False
+        self._pending: dict[str, float] = {}  # sid → until, not yet stored in Redis
 
     @property
     def local(self) -> LocalDenyList:
@@ -138,24 +141,40 @@ class RedisRevocations:
     async def publish(self, sid: str, until: float) -> None:
         """Deny ``sid`` here at once, then store and announce it; never raises on Redis."""
         self._local.add(sid, until)
-        ttl_ms = math.ceil((until - self._clock.now()) * 1000)
-        if ttl_ms <= 0:
-            return
-        value = repr(until)
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.set(self._prefix + sid, value, px=ttl_ms)
-                    pipe.publish(self._channel, f"{sid} {value}")
-                    await pipe.execute()
+            await self._announce(sid, until)
         except _FAILURES as exc:
+            self._pending[sid] = max(until, self._pending.get(sid, until))
             self._warnings.warn(
                 "publish",
-                "Redis at %s unreachable (%s): revocation applied on this instance only; "
-                "other instances accept the session's access tokens until they expire",
+                "Redis at %s unreachable (%s): revocation applied on this instance now, "
+                "announced to the others once Redis is back",
                 self._where,
                 _describe(exc),
             )
+
+    @property
+    def pending(self) -> int:
+        """How many revocations wait for Redis to come back."""
+        return len(self._pending)
+
+    async def _announce(self, sid: str, until: float) -> None:
+        ttl_ms = math.ceil((until - self._clock.now()) * 1000)
+        if ttl_ms <= 0:
+            return  # every access token of the session has expired: nothing to announce
+        value = repr(until)
+        async with asyncio.timeout(self._timeout):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(self._prefix + sid, value, px=ttl_ms)
+                pipe.publish(self._channel, f"{sid} {value}")
+                await pipe.execute()
+
+    async def _flush_pending(self) -> None:
+        """Store and announce what ``publish`` could not; stops at the first failure."""
+        for sid, until in list(self._pending.items()):
+            await self._announce(sid, until)
+            if self._pending.get(sid) == until:
+                del self._pending[sid]
 
     async def start(self) -> None:
         """Start following the channel; waits briefly for the first attempt, never fails."""
@@ -192,6 +211,7 @@ class RedisRevocations:
             pubsub = self._sub_redis.pubsub()
             try:
                 await self._catch_up(pubsub)
+                await self._flush_pending()
                 delay = _BACKOFF_FIRST
                 if self._failing:
                     self._failing = False
@@ -244,6 +264,8 @@ class RedisRevocations:
             message: dict[str, Any] | None = await pubsub.get_message(
                 ignore_subscribe_messages=True, timeout=_POLL
             )
+            if self._pending:
+                await self._flush_pending()
             now = loop.time()
             if message is not None:
                 heard, pinged = now, None

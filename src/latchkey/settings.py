@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     key_refresh_interval: Duration = Field(default=5, ge=1, le=3600)
     db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_timeout: float = Field(default=2.0, gt=0, le=60)
+    db_timeout: float = Field(default=1.5, gt=0, le=60)
     redis_url: str | None = None
     throttle_account_failures: int = Field(default=10, ge=1, le=10_000)
     throttle_address_failures: int = Field(default=100, ge=1, le=100_000)

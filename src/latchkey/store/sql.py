@@ -7,14 +7,16 @@ one token, in one process or many, exactly one matches the row (DESIGN §2 "Atom
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, literal, select, text, update
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..core.errors import Conflict, ServiceUnavailable
@@ -24,6 +26,9 @@ from ..core.users import User
 from .tables import sessions, signing_keys, users
 
 log = logging.getLogger("latchkey.store")
+
+# Errors asyncpg raises unwrapped while connecting ("the database system is shutting down").
+_DRIVER_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError)
 _KEYS_LOCK = 0x6C6B_6B65  # advisory-lock id for first-key creation ("lkke")
 
 
@@ -36,7 +41,7 @@ def async_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, *, pool_size: int = 10, timeout: float = 2.0) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, timeout: float = 1.5) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 15})
@@ -54,15 +59,32 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 2.0) -> Asy
         return engine
     # PostgreSQL: bounded waits everywhere, so that a database that is down or hung turns
     # into a 503 within ``timeout`` seconds instead of a hang (connect, pool, statement).
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=timeout,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"timeout": timeout, "command_timeout": timeout},
     )
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # Our own pre-ping: one round trip, no transaction, bounded by command_timeout. A
+        # dead connection (server restarted) raises DisconnectionError: the pool drops every
+        # connection older than it and retries with a new one, so a restart costs no failed
+        # request. A server that does not answer fails the checkout at once; the connection
+        # is terminated first, because the pool's own clean-up would wait for the hung server.
+        try:
+            dbapi_connection.run_async(lambda connection: connection.execute("SELECT 1"))
+        except TimeoutError:
+            dbapi_connection.driver_connection.terminate()
+            raise
+        except (OSError, *_DRIVER_FAULTS) as exc:
+            dbapi_connection.driver_connection.terminate()
+            raise DisconnectionError() from exc
+
+    return engine
 
 
 def _user(row: Row[Any]) -> User:
@@ -100,12 +122,16 @@ def _session(row: Row[Any]) -> Session:
 class SqlStore:
     """:class:`~latchkey.store.Store` over SQLAlchemy; one instance per process."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, deadline: float | None = None) -> None:
         self.engine = engine
+        self._deadline = deadline
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10, timeout: float = 2.0) -> SqlStore:
-        return cls(create_engine(url, pool_size=pool_size, timeout=timeout))
+    def from_url(cls, url: str, *, pool_size: int = 10, timeout: float = 1.5) -> SqlStore:
+        """``timeout`` bounds each transaction as a whole on PostgreSQL (pool wait, connect,
+        statements); SQLite waits for other writers through its busy timeout instead."""
+        engine = create_engine(url, pool_size=pool_size, timeout=timeout)
+        return cls(engine, deadline=timeout if engine.dialect.name == "postgresql" else None)
 
     @property
     def is_postgresql(self) -> bool:
@@ -113,13 +139,31 @@ class SqlStore:
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction; any database fault becomes a 503, never a 500."""
+        """A transaction; any database fault becomes a 503, never a 500.
+
+        With a deadline (PostgreSQL), a transaction still running when it passes has its
+        connection terminated: every wait on it ends at once with a disconnect error (a
+        cancelled wait would be followed by a ROLLBACK and a graceful close, each waiting for
+        a server that no longer answers). PostgreSQL rolls back what was not committed; a
+        COMMIT cut off this way is answered with a 503 although it may have landed, which for
+        a rotation is the grace case (the client retries with the same token).
+        """
         try:
-            async with self.engine.begin() as conn:
-                yield conn
+            async with self.engine.connect() as conn:
+                watchdog = None
+                if self._deadline is not None:
+                    raw = (await conn.get_raw_connection()).driver_connection
+                    loop = asyncio.get_running_loop()
+                    watchdog = loop.call_later(self._deadline, raw.terminate)
+                try:
+                    async with conn.begin():
+                        yield conn
+                finally:
+                    if watchdog is not None:
+                        watchdog.cancel()
         except IntegrityError:
             raise
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except (SQLAlchemyError, OSError, TimeoutError, *_DRIVER_FAULTS) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise ServiceUnavailable() from exc
 
