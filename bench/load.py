@@ -1,9 +1,14 @@
-"""Loopback load test of a real ``latchkey serve`` process.
+"""Loopback load test of real ``latchkey serve`` processes.
 
-The script starts ``latchkey serve --workers 2`` itself on a free 127.0.0.1 port with a
-temporary ``LATCHKEY_DATA_DIR``, waits for ``/healthz``, adds users with
-``latchkey user add NAME --password-stdin``, and then, with ``httpx.AsyncClient`` and bounded
-concurrency, runs three phases, each bounded by a request count AND a time limit:
+The script starts ``--instances`` N (default 1) ``latchkey serve --workers W`` processes itself
+on free 127.0.0.1 ports, each with its own temporary ``LATCHKEY_DATA_DIR`` but one shared
+database (``--database-url``; default a SQLite file in the temporary directory), one generated
+``LATCHKEY_SECRET_KEY`` and, with ``--redis-url``, one Redis. It runs ``latchkey migrate``
+once before the instances start, waits for ``/healthz`` on each, adds users with
+``latchkey user add NAME --password-stdin``, and then, with one ``httpx.AsyncClient`` per
+instance and bounded concurrency, runs the phases chosen with ``--phases`` (default all three),
+each bounded by a request count AND a time limit. Requests go to the instances round-robin,
+one request at a time, so consecutive refreshes of one chain alternate between instances.
 
 1. ``login``   POST /auth/login, round-robin over the users (Argon2id on every request);
 2. ``refresh`` POST /auth/refresh: refresh chains — each virtual client refreshes its own
@@ -11,18 +16,30 @@ concurrency, runs three phases, each bounded by a request count AND a time limit
                in parallel;
 3. ``me``      GET /auth/me with bearer access tokens (signature check + two reads).
 
+Without the ``login`` phase the sessions the other phases need are still created by logins,
+but those are not measured.
+
+A PostgreSQL database given with ``--database-url`` is DROPPED and CREATED anew before the run
+(through the server's ``postgres`` maintenance database) and dropped again at the end unless
+``--keep`` is given. To protect real data the script refuses a database whose name does not
+contain ``bench`` unless ``--force-reset`` is given. Redis is not flushed.
+
 For each phase it reports requests, errors (non-2xx or transport errors), throughput and the
-latency percentiles, as a Markdown table. The server is stopped at the end, also on Ctrl-C or
+latency percentiles, as a Markdown table. The servers are stopped at the end, also on Ctrl-C or
 an exception. All traffic goes to 127.0.0.1; proxy settings of the environment are ignored.
 
     .venv/bin/python bench/load.py [--users 20] [--concurrency 32] [--phase-seconds 20]
-                                   [--cheap-argon2]
+                                   [--cheap-argon2] [--workers 2] [--instances 1]
+                                   [--database-url postgresql://postgres@127.0.0.1/latchkey_bench]
+                                   [--redis-url redis://127.0.0.1:6379/0]
+                                   [--phases login,refresh,me]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import itertools
@@ -43,10 +60,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
 HOST = "127.0.0.1"
+PHASES = ("login", "refresh", "me")
 CHEAP_ARGON2 = {
     "LATCHKEY_ARGON2_TIME_COST": "1",
     "LATCHKEY_ARGON2_MEMORY_KIB": "8",
@@ -125,6 +144,7 @@ class Server:
 
     def __init__(self, env: dict[str, str], workdir: Path, port: int, workers: int) -> None:
         self.env, self.workdir, self.port, self.workers = env, workdir, port, workers
+        workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -258,10 +278,22 @@ async def send(phase: Phase, request: Awaitable[httpx.Response]) -> httpx.Respon
     return response
 
 
+class RoundRobin:
+    """One ``httpx.AsyncClient`` per instance; each call returns the next instance's client."""
+
+    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+        self.clients = clients
+        self._counter = itertools.count()
+
+    def __call__(self) -> httpx.AsyncClient:
+        return self.clients[next(self._counter) % len(self.clients)]
+
+
 async def login_phase(
-    client: httpx.AsyncClient,
+    pick: RoundRobin,
     passwords: list[str],
     args: argparse.Namespace,
+    max_requests: int | None = None,
 ) -> tuple[Phase, list[dict[str, Any]]]:
     phase = Phase("login (POST /auth/login)")
     pairs: list[dict[str, Any]] = []
@@ -271,16 +303,17 @@ async def login_phase(
         while take():
             index = next(users)
             body = {"username": f"bench-user-{index}", "password": passwords[index]}
-            response = await send(phase, client.post("/auth/login", json=body))
+            response = await send(phase, pick().post("/auth/login", json=body))
             if response is not None and response.status_code == 200:
                 pairs.append(response.json())
 
-    await run_phase(phase, args.concurrency, args.logins, args.phase_seconds, worker)
+    count = args.logins if max_requests is None else max_requests
+    await run_phase(phase, args.concurrency, count, args.phase_seconds, worker)
     return phase, pairs
 
 
 async def refresh_phase(
-    client: httpx.AsyncClient, pairs: list[dict[str, Any]], args: argparse.Namespace
+    pick: RoundRobin, pairs: list[dict[str, Any]], args: argparse.Namespace
 ) -> tuple[Phase, list[str]]:
     """One chain per session; ``concurrency`` chains at a time, each strictly sequential."""
     phase = Phase("refresh chains (POST /auth/refresh)")
@@ -299,7 +332,7 @@ async def refresh_phase(
                 if not take():
                     return
                 body = {"refresh_token": current[chain]}
-                response = await send(phase, client.post("/auth/refresh", json=body))
+                response = await send(phase, pick().post("/auth/refresh", json=body))
                 if response is None or response.status_code != 200:
                     break  # the chain is broken; do not replay its token
                 pair = response.json()
@@ -311,14 +344,14 @@ async def refresh_phase(
     return phase, list(access.values()) + [p["access_token"] for p in pairs[len(chains) :]]
 
 
-async def me_phase(client: httpx.AsyncClient, tokens: list[str], args: argparse.Namespace) -> Phase:
+async def me_phase(pick: RoundRobin, tokens: list[str], args: argparse.Namespace) -> Phase:
     phase = Phase("me (GET /auth/me, bearer)")
     headers = itertools.cycle([{"Authorization": f"Bearer {token}"} for token in tokens])
 
     async def worker(take: Callable[[], bool]) -> None:
         while take():
             auth = next(headers)
-            await send(phase, client.get("/auth/me", headers=auth))
+            await send(phase, pick().get("/auth/me", headers=auth))
 
     await run_phase(phase, args.concurrency, args.me_requests, args.phase_seconds, worker)
     return phase
@@ -372,42 +405,150 @@ def loadavg() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
-async def bench(args: argparse.Namespace, server: Server, env: dict[str, str]) -> list[Phase]:
+async def bench(
+    args: argparse.Namespace, servers: list[Server], env: dict[str, str], workdir: Path
+) -> list[Phase]:
     limits = httpx.Limits(
         max_connections=args.concurrency, max_keepalive_connections=args.concurrency
     )
-    async with httpx.AsyncClient(
-        base_url=f"http://{HOST}:{server.port}",
-        limits=limits,
-        timeout=httpx.Timeout(60.0),
-        trust_env=False,  # never a proxy: loopback only
-    ) as client:
-        await wait_healthy(server, client, timeout=60)
-        print(f"server up on {HOST}:{server.port}; adding {args.users} users", file=sys.stderr)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=f"http://{HOST}:{server.port}",
+                    limits=limits,
+                    timeout=httpx.Timeout(60.0),
+                    trust_env=False,  # never a proxy: loopback only
+                )
+            )
+            for server in servers
+        ]
+        for server, client in zip(servers, clients, strict=True):
+            await wait_healthy(server, client, timeout=60)
+        ports = ", ".join(str(server.port) for server in servers)
+        print(f"servers up on {HOST}:{ports}; adding {args.users} users", file=sys.stderr)
         started = time.perf_counter()
-        passwords = await add_users(env, server.workdir, args.users, parallel=2)
+        passwords = await add_users(env, workdir, args.users, parallel=2)
         print(f"users added in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        pick = RoundRobin(clients)
 
         phases = []
-        login, pairs = await login_phase(client, passwords, args)
-        phases.append(login)
-        print(f"login phase: {login.requests} requests", file=sys.stderr)
+        if "login" in args.phases:
+            login, pairs = await login_phase(pick, passwords, args)
+            phases.append(login)
+            print(f"login phase: {login.requests} requests", file=sys.stderr)
+        else:  # sessions for the other phases, not measured
+            login, pairs = await login_phase(pick, passwords, args, max_requests=args.chains)
+            print(f"{len(pairs)} sessions created (login not measured)", file=sys.stderr)
         if not pairs:
-            raise RuntimeError(f"no login succeeded: {login.statuses}\n{server.log_tail()}")
-        refresh, tokens = await refresh_phase(client, pairs, args)
-        phases.append(refresh)
-        print(f"refresh phase: {refresh.requests} requests", file=sys.stderr)
-        me = await me_phase(client, tokens, args)
-        phases.append(me)
-        print(f"me phase: {me.requests} requests", file=sys.stderr)
+            logs = "\n".join(server.log_tail() for server in servers)
+            raise RuntimeError(f"no login succeeded: {login.statuses}\n{logs}")
+        tokens = [pair["access_token"] for pair in pairs]
+        if "refresh" in args.phases:
+            refresh, tokens = await refresh_phase(pick, pairs, args)
+            phases.append(refresh)
+            print(f"refresh phase: {refresh.requests} requests", file=sys.stderr)
+        if "me" in args.phases:
+            me = await me_phase(pick, tokens, args)
+            phases.append(me)
+            print(f"me phase: {me.requests} requests", file=sys.stderr)
         return phases
+
+
+# --- database ------------------------------------------------------------------------------
+
+
+def is_postgresql(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://"))
+
+
+def redact(url: str) -> str:
+    """The URL without a password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def postgres_names(url: str) -> tuple[str, str]:
+    """(DSN of the server's ``postgres`` maintenance database, name of the database in ``url``)."""
+    parts = urlsplit("postgresql://" + url.split("://", 1)[1])
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise SystemExit("--database-url: name the database, e.g. postgresql://…/latchkey_bench")
+    return urlunsplit(parts._replace(path="/postgres")), name
+
+
+async def recreate_postgres(url: str, *, create: bool) -> None:
+    """DROP the database named in ``url`` (closing its connections); CREATE it if ``create``."""
+    import asyncpg  # type: ignore[import-untyped]  # a dependency of the PostgreSQL store
+
+    maintenance, name = postgres_names(url)
+    quoted = '"' + name.replace('"', '""') + '"'
+    connection = await asyncpg.connect(maintenance)
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        if create:
+            await connection.execute(f"CREATE DATABASE {quoted}")
+    finally:
+        await connection.close()
+
+
+def migrate(env: dict[str, str], workdir: Path) -> None:
+    """``latchkey migrate`` once, before any instance starts (schema and signing key)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [*latchkey_command(), "migrate"],
+        env=env,
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"latchkey migrate failed:\n{result.stdout}{result.stderr}")
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def parse_phases(text: str) -> list[str]:
+    phases = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in phases if name not in PHASES]
+    if unknown or not phases:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated subset of {','.join(PHASES)}, got {text!r}"
+        )
+    return phases
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=20, help="users to create (default 20)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (32)")
-    parser.add_argument("--workers", type=int, default=2, help="server worker processes (2)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes per instance (2)")
+    parser.add_argument(
+        "--instances", type=int, default=1, help="latchkey serve processes, round-robin (1)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="LATCHKEY_DATABASE_URL shared by all instances (default: SQLite in the temp dir); "
+        "a PostgreSQL database is dropped and created anew",
+    )
+    parser.add_argument(
+        "--force-reset",
+        action="store_true",
+        help="allow dropping a PostgreSQL database whose name does not contain 'bench'",
+    )
+    parser.add_argument("--redis-url", default=None, help="LATCHKEY_REDIS_URL (default: none)")
+    parser.add_argument(
+        "--phases",
+        type=parse_phases,
+        default=list(PHASES),
+        help="comma-separated phases to measure, in this order: login,refresh,me (all)",
+    )
     parser.add_argument("--phase-seconds", type=float, default=20.0, help="time cap per phase")
     parser.add_argument("--logins", type=int, default=400, help="max logins (default 400)")
     parser.add_argument(
@@ -422,13 +563,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--signing-alg", choices=["RS256", "ES256", "EdDSA"], default="RS256")
     parser.add_argument("--log-level", default="warning", help="server log level (warning)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary directory (and a PostgreSQL database)",
+    )
     args = parser.parse_args(argv)
     if args.chains is None:
         args.chains = args.concurrency
+    if args.instances < 1 or args.workers < 1:
+        parser.error("--instances and --workers must be at least 1")
+    postgres = args.database_url is not None and is_postgresql(args.database_url)
+    if postgres:
+        _, db_name = postgres_names(args.database_url)
+        if "bench" not in db_name and not args.force_reset:
+            parser.error(
+                f"--database-url: the database {db_name!r} would be dropped; use a database "
+                "whose name contains 'bench' or give --force-reset"
+            )
 
     workdir = Path(tempfile.mkdtemp(prefix="latchkey-load-"))
-    port = free_port()
+    ports = [free_port() for _ in range(args.instances)]
+    while len(set(ports)) < len(ports):  # the kernel may hand out a port twice
+        ports = [free_port() for _ in range(args.instances)]
+    database_url = args.database_url or f"sqlite:///{workdir / 'db' / 'latchkey.db'}"
     env = {
         key: value
         for key, value in os.environ.items()
@@ -439,14 +597,32 @@ def main(argv: list[str] | None = None) -> int:
     (workdir / "tmp").mkdir()
     env.update(
         TMPDIR=str(workdir / "tmp"),
-        LATCHKEY_DATA_DIR=str(workdir / "data"),
-        LATCHKEY_ISSUER=f"http://{HOST}:{port}",
+        LATCHKEY_DATA_DIR=str(workdir / "setup" / "data"),
+        LATCHKEY_DATABASE_URL=database_url,
+        # One secret for all: instances share the signing keys sealed in the database and
+        # must accept each other's refresh tokens. Base64url of 32 random bytes.
+        LATCHKEY_SECRET_KEY=base64.urlsafe_b64encode(secrets.token_bytes(32))
+        .rstrip(b"=")
+        .decode("ascii"),
+        LATCHKEY_ISSUER=f"http://{HOST}:{ports[0]}",  # the same issuer behind any instance
         LATCHKEY_SIGNING_ALG=args.signing_alg,
         LATCHKEY_LOG_LEVEL=args.log_level,
     )
+    if args.redis_url:
+        env["LATCHKEY_REDIS_URL"] = args.redis_url
     if args.cheap_argon2:
         env.update(CHEAP_ARGON2)
-    server = Server(env, workdir, port, args.workers)
+    servers = []
+    for index, port in enumerate(ports):
+        instance_dir = workdir / f"instance-{index}"
+        servers.append(
+            Server(
+                {**env, "LATCHKEY_DATA_DIR": str(instance_dir / "data")},
+                instance_dir,
+                port,
+                args.workers,
+            )
+        )
 
     print("## Load test: latchkey serve on loopback\n")
     print(f"- date (UTC): {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M:%S')}")
@@ -461,15 +637,22 @@ def main(argv: list[str] | None = None) -> int:
     argon = (
         "t=1, m=8 KiB, p=1 (--cheap-argon2)" if args.cheap_argon2 else "defaults t=3, m=64 MiB, p=4"
     )
+    database = (
+        f"PostgreSQL {redact(database_url)} (dropped and created anew)"
+        if postgres
+        else (f"SQLite {database_url}" if args.database_url else "SQLite in a temp dir")
+    )
+    redis = f", Redis {redact(args.redis_url)}" if args.redis_url else ", no Redis"
     print(
-        f"- server: latchkey serve --workers {args.workers}, SQLite in a temp dir, "
-        f"{args.signing_alg}, Argon2id {argon}, log level {args.log_level}"
+        f"- server: {args.instances} x latchkey serve --workers {args.workers}, {database}"
+        f"{redis}, {args.signing_alg}, Argon2id {argon}, log level {args.log_level}"
     )
     print(
-        f"- client: httpx.AsyncClient on the same machine, concurrency {args.concurrency}, "
-        f"{args.users} users, caps per phase: {args.phase_seconds:g} s and "
-        f"{args.logins} logins / {args.refreshes} refreshes in {args.chains} chains / "
-        f"{args.me_requests} me"
+        f"- client: one httpx.AsyncClient per instance on the same machine, requests "
+        f"round-robin over the instances, concurrency {args.concurrency} in total, "
+        f"{args.users} users, phases {','.join(args.phases)}, caps per phase: "
+        f"{args.phase_seconds:g} s and {args.logins} logins / {args.refreshes} refreshes in "
+        f"{args.chains} chains / {args.me_requests} me"
     )
     print(f"- latchkey source: {source_state()}")
     print(f"- command: {' '.join([os.path.basename(sys.executable), *sys.argv])}\n")
@@ -477,18 +660,26 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below
     try:
-        server.start()
-        phases = asyncio.run(bench(args, server, env))
+        if postgres:
+            asyncio.run(recreate_postgres(database_url, create=True))
+        migrate(env, workdir / "setup")
+        for server in servers:
+            server.start()
+        phases = asyncio.run(bench(args, servers, env, workdir / "setup"))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
         signal.signal(signal.SIGTERM, previous)
         if args.keep:
-            print(f"data and server log kept in {workdir}", file=sys.stderr)
+            print(f"data and server logs kept in {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            if postgres:
+                with contextlib.suppress(Exception):
+                    asyncio.run(recreate_postgres(database_url, create=False))
 
     print("\n".join(table(phases)))
     print()
