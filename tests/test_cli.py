@@ -87,8 +87,8 @@ def test_user_list_and_keys_list(
     env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`user list` shows users; `keys list` shows the signing key's kid and algorithm."""
-    _stdin(monkeypatch, "pw-for-carol\n")
-    main(["user", "add", "carol", "--password-stdin"])
+    _stdin(monkeypatch, "a long unusual passphrase\n")
+    assert main(["user", "add", "carol", "--password-stdin"]) == 0
     capsys.readouterr()
     assert main(["user", "list"]) == 0
     assert "carol" in capsys.readouterr().out

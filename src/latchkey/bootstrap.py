@@ -14,7 +14,7 @@ from .core.sessions import SessionPolicy
 from .events import Events, NullEvents
 from .keystore import load_or_create_secret, load_signing_key, parse_secret
 from .revocation import LocalRevocations, Revocations
-from .service import AuthService, ThrottleLimits
+from .service import AuthService, Housekeeping, ThrottleLimits
 from .settings import Settings
 from .store import migrate
 from .store.sql import SqlStore
@@ -81,6 +81,12 @@ def build_service(
         limits=ThrottleLimits(
             account=settings.throttle_account_failures,
             address=settings.throttle_address_failures,
+            registrations=settings.throttle_registrations,
+        ),
+        allow_registration=settings.allow_registration,
+        housekeeping=Housekeeping(
+            audit_retention=settings.audit_retention,
+            audit_refreshes=settings.audit_refreshes,
         ),
     )
 

@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import atexit
 import getpass
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +22,7 @@ from pydantic import ValidationError
 
 from .bootstrap import build_service, prepare
 from .core.errors import LatchkeyError
+from .core.sessions import Session
 from .keystore import new_secret
 from .service import AuthService
 from .settings import Settings, describe_error
@@ -120,9 +124,119 @@ def cmd_user_add(args: argparse.Namespace) -> None:
 
 def cmd_user_list(_args: argparse.Namespace) -> None:
     users = _with_service(lambda service: service.list_users())
-    print(f"{'USERNAME':<24} {'ID':<32}  {'CREATED':<20}  SCOPE")
+    print(f"{'USERNAME':<24} {'ID':<32}  {'CREATED':<20}  {'STATE':<8}  SCOPE")
     for user in users:
-        print(f"{user.username:<24} {user.id:<32}  {_when(user.created_at):<20}  {user.scope}")
+        state = "active" if user.disabled_at is None else "disabled"
+        print(
+            f"{user.username:<24} {user.id:<32}  {_when(user.created_at):<20}  {state:<8}  "
+            f"{user.scope}"
+        )
+
+
+def _ended(count: int) -> str:
+    return f"{count} session{'' if count == 1 else 's'} revoked"
+
+
+def cmd_user_disable(args: argparse.Namespace) -> None:
+    revoked = _with_service(lambda service: service.set_disabled(args.username, disabled=True))
+    print(f"disabled user {args.username}; {_ended(len(revoked))}")
+
+
+def cmd_user_enable(args: argparse.Namespace) -> None:
+    _with_service(lambda service: service.set_disabled(args.username, disabled=False))
+    print(f"enabled user {args.username}")
+
+
+def cmd_user_delete(args: argparse.Namespace) -> None:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("deleting a user cannot be undone: confirm with --yes")
+        if input(f"Type {args.username!r} to delete this user for good: ") != args.username:
+            raise CommandError("not deleted")
+    revoked = _with_service(lambda service: service.delete_user(args.username))
+    print(f"deleted user {args.username}; {_ended(len(revoked))}")
+
+
+def cmd_user_set_password(args: argparse.Namespace) -> None:
+    password = _read_password(args)
+    revoked = _with_service(lambda service: service.set_password(args.username, password))
+    print(f"password of {args.username} changed; {_ended(len(revoked))}")
+
+
+def cmd_sessions_list(args: argparse.Namespace) -> None:
+    async def work(service: AuthService) -> list[tuple[Session, str]]:
+        sessions = await service.list_sessions(args.username, include_ended=args.all)
+        names = {user.id: user.username for user in await service.list_users()}
+        return [(session, names.get(session.user_id, "?")) for session in sessions]
+
+    rows = _with_service(work)
+    print(
+        f"{'SID':<32}  {'USER':<20} {'CREATED':<20}  {'LAST USED':<20}  {'STATE':<22} "
+        f"{'ADDRESS':<16} USER AGENT"
+    )
+    now = time.time()
+    for session, username in rows:
+        if session.revoked_at is not None:
+            state = f"revoked: {session.revoked_reason}"
+        elif not session.is_live(now):
+            state = "expired"
+        else:
+            state = "live"
+        print(
+            f"{session.sid:<32}  {username:<20} {_when(session.created_at):<20}  "
+            f"{_when(session.last_used_at):<20}  {state:<22} {session.address or '-':<16} "
+            f"{_printable(session.user_agent or '-')}"
+        )
+
+
+def cmd_sessions_revoke(args: argparse.Namespace) -> None:
+    if (args.sid is None) == (args.user is None):
+        raise CommandError("give either a session id or --user USERNAME")
+    if args.user is not None:
+        revoked = _with_service(lambda service: service.revoke_sessions_of(args.user))
+        print(f"{_ended(len(revoked))} of {args.user}")
+    else:
+        _with_service(lambda service: service.revoke_session(args.sid))
+        print(f"session {args.sid} revoked")
+
+
+def _since(text: str) -> float:
+    """``7d``, ``12h``, ``30m`` (ago) or an ISO 8601 date or time (UTC unless it says)."""
+    match = re.fullmatch(r"([0-9]{1,6})([smhd])", text.strip())
+    if match:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        return time.time() - int(match[1]) * unit
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected e.g. 7d, 12h, 30m, 2026-11-28 or 2026-11-28T09:30"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    events = _with_service(
+        lambda service: service.audit_trail(username=args.user, since=args.since, limit=args.limit)
+    )
+    if args.json:
+        for event in reversed(events):
+            print(json.dumps({"time": _when(event.at), **event.log_fields()}))
+        return
+    print(f"{'TIME':<20}  {'EVENT':<16} {'USER':<20} {'SESSION':<32}  {'ADDRESS':<16} REASON")
+    for event in reversed(events):  # oldest first, as a log reads
+        who = event.username or event.user_id or "-"
+        print(
+            f"{_when(event.at):<20}  {event.kind.value:<16} {who:<20} {event.sid or '-':<32}  "
+            f"{event.address or '-':<16} {event.reason or ''}"
+        )
+
+
+def _printable(text: str) -> str:
+    """A user agent is whatever the client sent: no terminal escapes on the operator's screen."""
+    return "".join(c if c.isprintable() else "?" for c in text)[:80]
 
 
 def cmd_keys_list(_args: argparse.Namespace) -> None:
@@ -182,6 +296,48 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--scope", default="", help='space-separated scopes, e.g. "read write"')
     add.set_defaults(func=cmd_user_add)
     user.add_parser("list", help="list users").set_defaults(func=cmd_user_list)
+    for name, func, text in (
+        ("disable", cmd_user_disable, "disable a user and revoke all their sessions"),
+        ("enable", cmd_user_enable, "enable a disabled user"),
+    ):
+        action = user.add_parser(name, help=text)
+        action.add_argument("username")
+        action.set_defaults(func=func)
+    delete = user.add_parser("delete", help="delete a user and revoke all their sessions")
+    delete.add_argument("username")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(func=cmd_user_delete)
+    set_password = user.add_parser(
+        "set-password", help="set a new password and revoke all the user's sessions"
+    )
+    set_password.add_argument("username")
+    set_password.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from one line of standard input",
+    )
+    set_password.set_defaults(func=cmd_user_set_password)
+
+    sessions = commands.add_parser("sessions", help="sessions (logins)").add_subparsers(
+        dest="sessions_command", required=True, metavar="ACTION"
+    )
+    listing = sessions.add_parser("list", help="list live sessions, of one user or all")
+    listing.add_argument("username", nargs="?")
+    listing.add_argument("--all", action="store_true", help="include revoked and expired ones")
+    listing.set_defaults(func=cmd_sessions_list)
+    revoke = sessions.add_parser("revoke", help="revoke one session, or every one of a user")
+    revoke.add_argument("sid", nargs="?")
+    revoke.add_argument("--user", metavar="USERNAME", help="revoke every session of this user")
+    revoke.set_defaults(func=cmd_sessions_revoke)
+
+    audit = commands.add_parser("audit", help="show the audit trail, oldest first")
+    audit.add_argument("--user", metavar="USERNAME", help="only this user's events")
+    audit.add_argument(
+        "--since", type=_since, metavar="WHEN", help="e.g. 24h, 7d or 2026-11-28T09:30 (UTC)"
+    )
+    audit.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=cmd_audit)
 
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"

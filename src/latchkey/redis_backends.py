@@ -8,7 +8,11 @@ subscribes, then SCANs the stored keys (so an instance started late, or one that
 connection, learns what it missed), then adds every message to the local list.
 
 :class:`RedisThrottle` counts failures in one sorted set per key (score = the injected clock's
-time), read and written in MULTI/EXEC transactions, so every instance sees the same counts.
+time), read and written in MULTI/EXEC transactions, so every instance sees the same counts, and
+applies exactly the policy of :class:`~latchkey.throttle.LocalThrottle` (the same
+:func:`~latchkey.throttle.wait_seconds`): the first ``free`` failures in the window are free,
+each further one doubles the delay after the last failure up to ``max_delay``, ``limit``
+failures wait for the window; nothing lasts longer than the window (OWASP ASVS v5 6.3.1).
 
 Failure policy (deliberate): Redis is never on the critical path.
 
@@ -19,8 +23,9 @@ Failure policy (deliberate): Redis is never on the critical path.
   then, other instances accept that session's access tokens (at most their lifetime).
 - The subscriber reconnects by itself (backoff 0.1 s doubling to 2 s) and rescans; it PINGs
   a silent subscription so a half-open connection is noticed within seconds.
-- The throttle with Redis unreachable DEGRADES to an in-process :class:`LocalThrottle`
-  (single-node limits) and never raises; counts recorded there are not merged back.
+- The throttle with Redis unreachable DEGRADES to an in-process :class:`LocalThrottle` with
+  the same window, free failures and delays (single-node counts) and never raises; counts
+  recorded there are not merged back.
 - Every Redis call is bounded by ``socket_timeout``; warnings are logged on logger
   ``latchkey.redis`` at most once per 30 s of wall time per kind, never with the URL's
   credentials, a session id or a throttle key.
@@ -48,7 +53,7 @@ from redis.exceptions import RedisError
 from .core.clock import Clock
 from .core.errors import ServiceUnavailable
 from .revocation import LocalDenyList
-from .throttle import LocalThrottle
+from .throttle import FREE_FAILURES, MAX_DELAY, LocalThrottle, wait_seconds
 
 logger = logging.getLogger("latchkey.redis")
 
@@ -291,7 +296,11 @@ class RedisRevocations:
 
 
 class RedisThrottle:
-    """Sliding-window failure counts shared by every instance (one sorted set per key)."""
+    """Sliding-window failure counts shared by every instance (one sorted set per key).
+
+    Same growing delays and hard cap as :class:`~latchkey.throttle.LocalThrottle` (ASVS v5
+    6.3.1); scores are the injected clock's time, never Redis's.
+    """
 
     def __init__(
         self,
@@ -299,15 +308,19 @@ class RedisThrottle:
         clock: Clock,
         window: int,
         *,
+        free: int = FREE_FAILURES,
+        max_delay: int = MAX_DELAY,
         prefix: str = "latchkey:throttle:",
         socket_timeout: float = 0.5,
     ) -> None:
         self._clock = clock
         self._window = window
+        self._free = free
+        self._max_delay = max_delay
         self._prefix = prefix
         self._timeout = socket_timeout
         self._redis = _client(url, socket_timeout, retries=1)
-        self._fallback = LocalThrottle(clock, window)
+        self._fallback = LocalThrottle(clock, window, free=free, max_delay=max_delay)
         self._where = _redact(url)
         self._warnings = _Warnings()
 
@@ -319,14 +332,23 @@ class RedisThrottle:
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.zremrangebyscore(name, "-inf", now - self._window)
                     pipe.zcard(name)
+                    pipe.zrange(name, -1, -1, withscores=True)
                     pipe.zrange(name, -limit, -limit, withscores=True)
-                    _, count, nth_newest = await pipe.execute()
+                    _, count, newest, nth_newest = await pipe.execute()
         except _FAILURES as exc:
             self._degraded(exc)
             return await self._fallback.retry_after(key, limit)
-        if count < limit or not nth_newest:
-            return 0
-        return max(1, math.ceil(float(nth_newest[0][1]) + self._window - now))
+        count = int(count)
+        return wait_seconds(
+            now,
+            count=count,
+            newest=float(newest[0][1]) if newest else None,
+            limit_oldest=float(nth_newest[0][1]) if 0 < limit <= count and nth_newest else None,
+            limit=limit,
+            window=self._window,
+            free=self._free,
+            max_delay=self._max_delay,
+        )
 
     async def failed(self, key: str) -> None:
         now = self._clock.now()

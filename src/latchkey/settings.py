@@ -68,11 +68,17 @@ class Settings(BaseSettings):
     refresh_secret: SecretStr | None = None
     secret_key: SecretStr | None = None
     key_refresh_interval: Duration = Field(default=5, ge=1, le=3600)
+    revocation_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    purge_interval: Duration = Field(default=60, ge=1, le=86400)
+    audit_retention: Duration = Field(default=90 * 86400, ge=3600)
+    audit_refreshes: bool = True
+    allow_registration: bool = False
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_timeout: float = Field(default=1.5, gt=0, le=60)
     redis_url: str | None = None
     throttle_account_failures: int = Field(default=10, ge=1, le=10_000)
     throttle_address_failures: int = Field(default=100, ge=1, le=100_000)
+    throttle_registrations: int = Field(default=20, ge=1, le=100_000)
     throttle_window: Duration = Field(default=900, ge=1, le=86400)
     argon2_time_cost: int = Field(default=3, ge=1, le=20)
     argon2_memory_kib: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)

@@ -35,15 +35,19 @@ async def test_failures_on_one_instance_count_on_another(
 async def test_retry_after_matches_local_throttle(
     redis_url: str, make_throttle: MakeThrottle, clock: ManualClock
 ) -> None:
-    """For one sequence of failures and clock moves, Redis and local counts agree throughout."""
+    """For one sequence of failures and clock moves, Redis and local waits agree throughout
+    (free failures, growing delays and the hard cap alike)."""
     shared = make_throttle(redis_url)
     local = LocalThrottle(clock, WINDOW)
-    for step in (0, 0, 7.5, 20, 0.25, 40, 59.9, 0.1, 61):
+    for step in (0, 0, 7.5, 20, 0.25, 40, 59.9, 0.1, 61, 0, 0, 0, 0, 1.5, 3, 0, 0, 0, 0, 30):
         clock.advance(step)
+        for limit in (1, 2, 3, 5, 10):
+            assert await shared.retry_after("k", limit) == await local.retry_after("k", limit)
         for throttle in (shared, local):
             await throttle.failed("k")
-        for limit in (1, 2, 3, 5):
+        for limit in (1, 2, 3, 5, 10):
             assert await shared.retry_after("k", limit) == await local.retry_after("k", limit)
+    assert await local.retry_after("k", 100) > 0  # the sequence did reach the delays
 
 
 async def test_limit_lifts_after_the_window(

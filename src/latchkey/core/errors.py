@@ -98,6 +98,25 @@ class RefreshTokenReused(SessionRevoked):
 # --- access tokens (RFC 6750 §3.1) -----------------------------------------------------------
 
 
+class AccountDisabled(LatchkeyError):
+    """Login or refresh for a disabled account. Its own code, so that a client stops (shows
+    the message) instead of looping 401 → refresh → 401. Given only after the password was
+    right, or to the holder of a genuine refresh token: it reveals nothing to a guesser."""
+
+    error = "account_disabled"
+    status_code = 403
+    description = "This account is disabled."
+
+
+class WrongPassword(LatchkeyError):
+    """The current password given to change it is wrong (a 400, not a 401: the caller's
+    access token is fine and must not make a client refresh)."""
+
+    error = "invalid_grant"
+    status_code = 400
+    description = "The current password is wrong."
+
+
 class InvalidToken(LatchkeyError):
     """The access token is not acceptable. Same body whatever the reason (DESIGN §3)."""
 

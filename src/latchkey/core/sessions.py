@@ -16,8 +16,14 @@ from .refresh import RefreshToken
 
 
 class RevocationReason(enum.StrEnum):
-    LOGOUT = "logout"
-    REUSE_DETECTED = "reuse_detected"
+    LOGOUT = "logout"  # the session's own logout
+    LOGOUT_ALL = "logout_all"  # the user ended every session
+    REVOKED_BY_USER = "revoked_by_user"  # ended from another of the user's sessions
+    PASSWORD_CHANGED = "password_changed"  # every other session of the user
+    REUSE_DETECTED = "reuse_detected"  # an old refresh token came back (DESIGN §2)
+    ADMIN = "admin"  # `latchkey sessions revoke`
+    USER_DISABLED = "user_disabled"
+    USER_DELETED = "user_deleted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,15 +6,21 @@ reached, and :class:`~latchkey.core.errors.Conflict` for a duplicate username.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from ..core.audit import AuditEvent
 from ..core.keyring import StoredKey
 from ..core.sessions import Rotation, Session
 from ..core.users import User
 
 
 class Store(Protocol):
-    async def add_user(self, user: User) -> None: ...
+    """Methods taking ``audit`` write those events in the same transaction as the change, and
+    only if the change happened; an event given as a template gets the row's ``user_id`` and
+    ``sid`` filled in (one event per revoked session)."""
+
+    async def add_user(self, user: User, *, audit: Sequence[AuditEvent] = ()) -> None: ...
 
     async def user_by_name(self, username_key: str) -> User | None: ...
 
@@ -24,17 +30,88 @@ class Store(Protocol):
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
 
-    async def add_session(self, session: Session) -> None: ...
+    async def change_password(
+        self,
+        user_id: str,
+        password_hash: str,
+        now: float,
+        *,
+        keep_sid: str | None = None,
+        audit: Sequence[AuditEvent] = (),
+    ) -> list[str]:
+        """Set the hash and revoke every session of the user but ``keep_sid``, atomically;
+        the ids of the sessions revoked."""
+        ...
+
+    async def set_user_disabled(
+        self, user_id: str, now: float, *, disabled: bool, audit: Sequence[AuditEvent] = ()
+    ) -> list[str] | None:
+        """Disable (and revoke every session, atomically) or enable; ``None`` if unknown."""
+        ...
+
+    async def delete_user(
+        self, user_id: str, now: float, *, audit: Sequence[AuditEvent] = ()
+    ) -> list[str] | None:
+        """Delete the user and revoke every session, atomically; ``None`` if unknown."""
+        ...
+
+    async def add_session(self, session: Session, *, audit: Sequence[AuditEvent] = ()) -> None: ...
 
     async def get_session(self, sid: str) -> Session | None: ...
 
-    async def rotate(self, rotation: Rotation) -> Session | None:
+    async def list_sessions(
+        self, user_id: str | None = None, *, live_at: float | None = None
+    ) -> list[Session]:
+        """Most recently used first; with ``live_at``, only sessions live at that time."""
+        ...
+
+    async def rotate(
+        self, rotation: Rotation, *, audit: AuditEvent | None = None
+    ) -> Session | None:
         """Advance the session in ONE conditional write; the new row, or ``None`` if the
         session no longer holds ``rotation.expected_*`` or is revoked or expired."""
         ...
 
-    async def revoke_session(self, sid: str, reason: str, now: float) -> bool:
-        """Mark a live session revoked; ``False`` if it was unknown or already revoked."""
+    async def revoke_session(
+        self,
+        sid: str,
+        reason: str,
+        now: float,
+        *,
+        user_id: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        """Mark a live session revoked (with ``user_id``: only a session of that user);
+        ``False`` if it was unknown, someone else's or already revoked."""
+        ...
+
+    async def revoke_user_sessions(
+        self,
+        user_id: str,
+        reason: str,
+        now: float,
+        *,
+        except_sid: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> list[str]:
+        """Revoke every live session of the user but ``except_sid``; the ids revoked."""
+        ...
+
+    async def revoked_since(self, since: float, *, limit: int = 10_000) -> list[tuple[str, float]]:
+        """``(sid, revoked_at)`` of sessions revoked at or after ``since``, oldest first."""
+        ...
+
+    async def add_audit(self, events: Sequence[AuditEvent]) -> None: ...
+
+    async def list_audit(
+        self, *, user_id: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[AuditEvent]:
+        """Newest first."""
+        ...
+
+    async def purge(self, *, sessions_before: float, audit_before: float, batch: int) -> int:
+        """Delete up to ``batch`` sessions revoked or expired before ``sessions_before`` and up
+        to ``batch`` audit events older than ``audit_before``; how many rows went."""
         ...
 
     async def list_signing_keys(self) -> list[StoredKey]: ...

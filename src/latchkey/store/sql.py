@@ -8,22 +8,24 @@ one token, in one process or many, exactly one matches the row (DESIGN §2 "Atom
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event, literal, select, text, update
+from sqlalchemy import delete, event, literal, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DisconnectionError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ..core.audit import AuditEvent, AuditKind
 from ..core.errors import Conflict, ServiceUnavailable
 from ..core.keyring import StoredKey
 from ..core.sessions import Rotation, Session
 from ..core.users import User
-from .tables import sessions, signing_keys, users
+from .tables import audit_events, sessions, signing_keys, users
 
 log = logging.getLogger("latchkey.store")
 
@@ -85,6 +87,48 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 1.5) -> Asy
             raise DisconnectionError() from exc
 
     return engine
+
+
+async def _audit(conn: AsyncConnection, events: Iterable[AuditEvent]) -> None:
+    rows = [
+        {
+            "at": e.at,
+            "kind": e.kind.value,
+            "user_id": e.user_id,
+            "username": e.username,
+            "sid": e.sid,
+            "address": e.address,
+            "user_agent": e.user_agent[:512] if e.user_agent else None,
+            "reason": e.reason,
+        }
+        for e in events
+    ]
+    if rows:
+        await conn.execute(audit_events.insert(), rows)
+
+
+async def _revoke_all(
+    conn: AsyncConnection,
+    user_id: str,
+    reason: str,
+    now: float,
+    except_sid: str | None,
+    audit: AuditEvent | None,
+) -> list[str]:
+    """Revoke every live session of a user but ``except_sid``; the revoked ids."""
+    c = sessions.c
+    statement = (
+        update(sessions)
+        .where(c.user_id == user_id, c.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+        .returning(c.sid)
+    )
+    if except_sid is not None:
+        statement = statement.where(c.sid != except_sid)
+    sids = sorted((await conn.execute(statement)).scalars())
+    if audit is not None:
+        await _audit(conn, [dataclasses.replace(audit, sid=sid, reason=reason) for sid in sids])
+    return sids
 
 
 def _user(row: Row[Any]) -> User:
@@ -153,8 +197,9 @@ class SqlStore:
                 watchdog = None
                 if self._deadline is not None:
                     raw = (await conn.get_raw_connection()).driver_connection
-                    loop = asyncio.get_running_loop()
-                    watchdog = loop.call_later(self._deadline, raw.terminate)
+                    if raw is not None:
+                        loop = asyncio.get_running_loop()
+                        watchdog = loop.call_later(self._deadline, raw.terminate)
                 try:
                     async with conn.begin():
                         yield conn
@@ -167,7 +212,7 @@ class SqlStore:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise ServiceUnavailable() from exc
 
-    async def add_user(self, user: User) -> None:
+    async def add_user(self, user: User, *, audit: Sequence[AuditEvent] = ()) -> None:
         values = {
             "id": user.id,
             "username": user.username,
@@ -180,6 +225,7 @@ class SqlStore:
         try:
             async with self._begin() as conn:
                 await conn.execute(users.insert().values(**values))
+                await _audit(conn, audit)
         except IntegrityError as exc:
             raise Conflict("A user with this name exists already.") from exc
 
@@ -206,17 +252,20 @@ class SqlStore:
                 update(users).where(users.c.id == user_id).values(password_hash=password_hash)
             )
 
-    async def add_session(self, session: Session) -> None:
+    async def add_session(self, session: Session, *, audit: Sequence[AuditEvent] = ()) -> None:
         values = {column.name: getattr(session, column.name) for column in sessions.columns}
         async with self._begin() as conn:
             await conn.execute(sessions.insert().values(**values))
+            await _audit(conn, audit)
 
     async def get_session(self, sid: str) -> Session | None:
         async with self._begin() as conn:
             row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
         return None if row is None else _session(row)
 
-    async def rotate(self, rotation: Rotation) -> Session | None:
+    async def rotate(
+        self, rotation: Rotation, *, audit: AuditEvent | None = None
+    ) -> Session | None:
         c = sessions.c
         statement = (
             update(sessions)
@@ -241,17 +290,191 @@ class SqlStore:
         )
         async with self._begin() as conn:
             row = (await conn.execute(statement)).first()
+            if row is not None and audit is not None:
+                await _audit(conn, [dataclasses.replace(audit, user_id=row.user_id, sid=row.sid)])
         return None if row is None else _session(row)
 
-    async def revoke_session(self, sid: str, reason: str, now: float) -> bool:
+    async def revoke_session(
+        self,
+        sid: str,
+        reason: str,
+        now: float,
+        *,
+        user_id: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        c = sessions.c
         statement = (
             update(sessions)
-            .where(sessions.c.sid == sid, sessions.c.revoked_at.is_(None))
+            .where(c.sid == sid, c.revoked_at.is_(None))
             .values(revoked_at=now, revoked_reason=reason)
+            .returning(c.user_id)
+        )
+        if user_id is not None:
+            statement = statement.where(c.user_id == user_id)
+        async with self._begin() as conn:
+            row = (await conn.execute(statement)).first()
+            if row is not None and audit is not None:
+                await _audit(conn, [dataclasses.replace(audit, user_id=row.user_id, sid=sid)])
+        return row is not None
+
+    async def revoke_user_sessions(
+        self,
+        user_id: str,
+        reason: str,
+        now: float,
+        *,
+        except_sid: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> list[str]:
+        async with self._begin() as conn:
+            return await _revoke_all(conn, user_id, reason, now, except_sid, audit)
+
+    async def list_sessions(
+        self, user_id: str | None = None, *, live_at: float | None = None
+    ) -> list[Session]:
+        c = sessions.c
+        statement = select(sessions).order_by(c.last_used_at.desc(), c.sid)
+        if user_id is not None:
+            statement = statement.where(c.user_id == user_id)
+        if live_at is not None:
+            statement = statement.where(
+                c.revoked_at.is_(None),
+                c.idle_expires_at > live_at,
+                c.absolute_expires_at > live_at,
+            )
+        async with self._begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [_session(row) for row in rows]
+
+    async def revoked_since(self, since: float, *, limit: int = 10_000) -> list[tuple[str, float]]:
+        c = sessions.c
+        statement = (
+            select(c.sid, c.revoked_at)
+            .where(c.revoked_at >= since)
+            .order_by(c.revoked_at)
+            .limit(limit)
         )
         async with self._begin() as conn:
-            result = await conn.execute(statement)
-        return bool(result.rowcount)
+            rows = (await conn.execute(statement)).all()
+        return [(row.sid, row.revoked_at) for row in rows]
+
+    # --- users: password, disable, delete -------------------------------------------------
+
+    async def change_password(
+        self,
+        user_id: str,
+        password_hash: str,
+        now: float,
+        *,
+        keep_sid: str | None = None,
+        audit: Sequence[AuditEvent] = (),
+    ) -> list[str]:
+        """Set the hash and revoke every session but ``keep_sid``, in one transaction."""
+        async with self._begin() as conn:
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+            )
+            await _audit(conn, audit)
+            template = AuditEvent(at=now, kind=AuditKind.SESSION_REVOKED, user_id=user_id)
+            reason = "password_changed"
+            return await _revoke_all(conn, user_id, reason, now, keep_sid, template)
+
+    async def set_user_disabled(
+        self, user_id: str, now: float, *, disabled: bool, audit: Sequence[AuditEvent] = ()
+    ) -> list[str] | None:
+        """Disable (revoking every session in the same transaction) or enable a user;
+        ``None`` for an unknown user, else the ids of the sessions revoked."""
+        async with self._begin() as conn:
+            result = await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(disabled_at=now if disabled else None)
+            )
+            if not result.rowcount:
+                return None
+            await _audit(conn, audit)
+            if not disabled:
+                return []
+            template = AuditEvent(at=now, kind=AuditKind.SESSION_REVOKED, user_id=user_id)
+            return await _revoke_all(conn, user_id, "user_disabled", now, None, template)
+
+    async def delete_user(
+        self, user_id: str, now: float, *, audit: Sequence[AuditEvent] = ()
+    ) -> list[str] | None:
+        """Delete a user after revoking every session (the revoked rows stay until the purge,
+        so that every instance's deny-list hears of them); ``None`` for an unknown user."""
+        async with self._begin() as conn:
+            result = await conn.execute(delete(users).where(users.c.id == user_id))
+            if not result.rowcount:
+                return None
+            await _audit(conn, audit)
+            template = AuditEvent(at=now, kind=AuditKind.SESSION_REVOKED, user_id=user_id)
+            return await _revoke_all(conn, user_id, "user_deleted", now, None, template)
+
+    # --- audit trail, purge ------------------------------------------------------------------
+
+    async def add_audit(self, events: Sequence[AuditEvent]) -> None:
+        async with self._begin() as conn:
+            await _audit(conn, events)
+
+    async def list_audit(
+        self,
+        *,
+        user_id: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEvent]:
+        """Newest first."""
+        c = audit_events.c
+        statement = select(audit_events).order_by(c.at.desc(), c.id.desc()).limit(limit)
+        if user_id is not None:
+            statement = statement.where(c.user_id == user_id)
+        if since is not None:
+            statement = statement.where(c.at >= since)
+        async with self._begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [
+            AuditEvent(
+                id=row.id,
+                at=row.at,
+                kind=AuditKind(row.kind),
+                user_id=row.user_id,
+                username=row.username,
+                sid=row.sid,
+                address=row.address,
+                user_agent=row.user_agent,
+                reason=row.reason,
+            )
+            for row in rows
+        ]
+
+    async def purge(self, *, sessions_before: float, audit_before: float, batch: int) -> int:
+        """Delete at most ``batch`` sessions that were revoked or had expired before
+        ``sessions_before``, and at most ``batch`` audit rows older than ``audit_before``;
+        the number of rows deleted. Small batches keep each transaction (and lock) short."""
+        c = sessions.c
+        dead = (
+            select(c.sid)
+            .where(
+                (c.revoked_at < sessions_before)
+                | (c.idle_expires_at < sessions_before)
+                | (c.absolute_expires_at < sessions_before)
+            )
+            .limit(batch)
+        )
+        old = select(audit_events.c.id).where(audit_events.c.at < audit_before).limit(batch)
+        async with self._begin() as conn:
+            sids = list((await conn.execute(dead)).scalars())
+            ids = list((await conn.execute(old)).scalars())
+            deleted = 0
+            if sids:
+                result = await conn.execute(delete(sessions).where(c.sid.in_(sids)))
+                deleted += result.rowcount
+            if ids:
+                result = await conn.execute(delete(audit_events).where(audit_events.c.id.in_(ids)))
+                deleted += result.rowcount
+        return deleted
 
     async def list_signing_keys(self) -> list[StoredKey]:
         async with self._begin() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -49,6 +50,10 @@ sessions = Table(
     Column("user_agent", String(512), nullable=True),
     Column("address", String(64), nullable=True),
     Index("ix_sessions_user_id", "user_id"),
+    # The deny-list feed (revoked since …) and the purge (expired or revoked before …).
+    Index("ix_sessions_revoked_at", "revoked_at"),
+    Index("ix_sessions_idle_expires_at", "idle_expires_at"),
+    Index("ix_sessions_absolute_expires_at", "absolute_expires_at"),
 )
 
 # Signing keys, shared by every instance; the private key is sealed (core/sealing.py).
@@ -61,4 +66,23 @@ signing_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("activates_at", Float, nullable=False),
     Column("retired_at", Float, nullable=True),
+)
+
+# The audit trail (core/audit.py); purged after LATCHKEY_AUDIT_RETENTION.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("user_id", String(32), nullable=True),
+    Column("username", String(255), nullable=True),
+    Column("sid", String(32), nullable=True),
+    Column("address", String(64), nullable=True),
+    Column("user_agent", String(512), nullable=True),
+    Column("reason", String(64), nullable=True),
+    Index("ix_audit_events_at", "at"),
+    Index("ix_audit_events_user_id_at", "user_id", "at"),
 )

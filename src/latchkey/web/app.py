@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,14 +17,24 @@ from starlette.routing import Route
 
 from ..bootstrap import build_service, prepare
 from ..core.clock import Clock
-from ..core.errors import LatchkeyError
+from ..core.errors import LatchkeyError, NotFound
+from ..core.verifier import AccessClaims
 from ..guard.bearer import bearer_token
 from ..guard.starlette import VERIFIER_STATE
 from ..logs import RequestIdMiddleware
 from ..metrics import Metrics, MetricsMiddleware, PrometheusEvents
 from ..service import AuthService, ClientInfo
 from ..settings import Settings
-from .bodies import LoginRequest, LogoutRequest, RefreshRequest, has_body, parse, read_json
+from .bodies import (
+    LoginRequest,
+    LogoutRequest,
+    PasswordChangeRequest,
+    RefreshRequest,
+    RegisterRequest,
+    has_body,
+    parse,
+    read_json,
+)
 from .errors import NO_STORE, on_http_error, on_latchkey_error, on_unexpected
 from .openapi import docs_html, openapi_spec
 from .ops import OPS_ROUTES
@@ -56,7 +66,7 @@ async def login(request: Request) -> Response:
 
 async def refresh(request: Request) -> Response:
     body = parse(RefreshRequest, await read_json(request, request.app.state.max_body))
-    pair = await _service(request).refresh(body.refresh_token)
+    pair = await _service(request).refresh(body.refresh_token, _client(request))
     return _tokens(pair.as_dict())
 
 
@@ -65,21 +75,61 @@ async def logout(request: Request) -> Response:
     authorization = request.headers.get("authorization")
     if authorization:
         claims = service.verify_access_token(bearer_token(authorization))
-        await service.logout_with_access_token(claims)
+        await service.logout_with_access_token(claims, _client(request))
     else:
         body = LogoutRequest()
         if has_body(request):
             body = parse(LogoutRequest, await read_json(request, request.app.state.max_body))
         if body.refresh_token is None:
             bearer_token(None)  # raises MissingToken: neither credential was sent (401)
-        await service.logout_with_refresh_token(body.refresh_token)
+        await service.logout_with_refresh_token(body.refresh_token, _client(request))
     return Response(status_code=204, headers=NO_STORE)
 
 
+def _claims(request: Request) -> AccessClaims:
+    """The verified claims of the request's bearer token (401 with RFC 6750 otherwise)."""
+    return _service(request).verify_access_token(bearer_token(request.headers.get("authorization")))
+
+
 async def me(request: Request) -> Response:
+    return JSONResponse(await _service(request).me(_claims(request)), headers=NO_STORE)
+
+
+async def logout_all(request: Request) -> Response:
+    await _service(request).logout_all(_claims(request), _client(request))
+    return Response(status_code=204, headers=NO_STORE)
+
+
+async def list_sessions(request: Request) -> Response:
+    views = await _service(request).sessions_of(_claims(request))
+    return JSONResponse({"sessions": [view.as_dict() for view in views]}, headers=NO_STORE)
+
+
+async def end_session(request: Request) -> Response:
+    claims = _claims(request)
+    sid = request.path_params["sid"]
+    await _service(request).end_own_session(claims, sid, _client(request))
+    return Response(status_code=204, headers=NO_STORE)
+
+
+async def change_password(request: Request) -> Response:
+    claims = _claims(request)
+    body = parse(PasswordChangeRequest, await read_json(request, request.app.state.max_body))
+    await _service(request).change_password(
+        claims, body.current_password, body.new_password, _client(request)
+    )
+    return Response(status_code=204, headers=NO_STORE)
+
+
+async def register(request: Request) -> Response:
     service = _service(request)
-    claims = service.verify_access_token(bearer_token(request.headers.get("authorization")))
-    return JSONResponse(await service.me(claims), headers=NO_STORE)
+    if not service.allow_registration:
+        raise NotFound()  # before reading the body: the route does not exist
+    body = parse(RegisterRequest, await read_json(request, request.app.state.max_body))
+    user = await service.register(body.username, body.password, _client(request))
+    return JSONResponse(
+        {"sub": user.id, "username": user.username}, status_code=201, headers=NO_STORE
+    )
 
 
 async def jwks(request: Request) -> Response:
@@ -104,6 +154,7 @@ def server_metadata(service: AuthService) -> dict[str, Any]:
         "login_endpoint": f"{issuer}/auth/login",
         "refresh_endpoint": f"{issuer}/auth/refresh",
         "logout_endpoint": f"{issuer}/auth/logout",
+        "sessions_endpoint": f"{issuer}/auth/sessions",
         "userinfo_endpoint": f"{issuer}/auth/me",
         "service_documentation": f"{issuer}/docs",
     }
@@ -125,7 +176,12 @@ ROUTES = [
     Route("/auth/login", login, methods=["POST"]),
     Route("/auth/refresh", refresh, methods=["POST"]),
     Route("/auth/logout", logout, methods=["POST"]),
+    Route("/auth/logout-all", logout_all, methods=["POST"]),
     Route("/auth/me", me, methods=["GET"]),
+    Route("/auth/sessions", list_sessions, methods=["GET"]),
+    Route("/auth/sessions/{sid}", end_session, methods=["DELETE"]),
+    Route("/auth/password", change_password, methods=["POST"]),
+    Route("/auth/register", register, methods=["POST"]),
     Route("/.well-known/jwks.json", jwks, methods=["GET"]),
     Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
@@ -134,14 +190,21 @@ ROUTES = [
 ]
 
 
-async def _reload_keys(service: AuthService, interval: float) -> None:
-    """Pick up keys added by other instances or by `latchkey keys …`, without a restart."""
+async def _every(interval: float, what: str, work: Callable[[], Awaitable[object]]) -> None:
+    """Run ``work`` every ``interval`` seconds for the life of the app; a failure (database
+    down: 503) is logged and tried again next time, never fatal."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await service.load_keys()
+            await work()
         except LatchkeyError as exc:
-            log.warning("could not reload signing keys: %s", exc.description)
+            log.warning("%s failed: %s", what, exc.description)
+
+
+async def _purge(service: AuthService) -> None:
+    """Delete dead sessions and old audit events in small batches until none are left."""
+    while await service.purge() >= service.housekeeping.purge_batch:
+        await asyncio.sleep(0)  # let requests in between batches
 
 
 def create_app(
@@ -161,11 +224,20 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await prepare(active)
         await active.revocations.start()
-        reloader = asyncio.create_task(_reload_keys(active, settings.key_refresh_interval))
+        await active.sync_revocations()
+        tasks = [
+            # Keys added by other instances or by `latchkey keys …`, without a restart.
+            _every(settings.key_refresh_interval, "reloading signing keys", active.load_keys),
+            # Revocations made by other instances or the CLI, into this guard's deny-list.
+            _every(settings.revocation_poll_interval, "revocation feed", active.sync_revocations),
+            _every(settings.purge_interval, "purge", lambda: _purge(active)),
+        ]
+        running = [asyncio.create_task(task) for task in tasks]
         try:
             yield
         finally:
-            reloader.cancel()
+            for task in running:
+                task.cancel()
             await active.close()
 
     app = Starlette(

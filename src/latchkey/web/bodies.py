@@ -36,6 +36,35 @@ class LogoutRequest(_Body):
     refresh_token: str | None = Field(default=None, min_length=1, max_length=1024)
 
 
+class RegisterRequest(_Body):
+    username: Username  # the full rules are the service's (core/policy.py)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+
+
+class PasswordChangeRequest(_Body):
+    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    new_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+
+
+class RegisterResponse(BaseModel):
+    sub: str
+    username: str
+
+
+class SessionResponse(BaseModel):
+    id: str
+    created_at: int
+    last_used_at: int
+    expires_at: int
+    user_agent: str | None
+    address: str | None
+    current: bool
+
+
+class SessionsResponse(BaseModel):
+    sessions: list[SessionResponse]
+
+
 class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "Bearer"

@@ -14,7 +14,11 @@ from .bodies import (
     LoginRequest,
     LogoutRequest,
     MeResponse,
+    PasswordChangeRequest,
     RefreshRequest,
+    RegisterRequest,
+    RegisterResponse,
+    SessionsResponse,
     TokenResponse,
 )
 
@@ -22,8 +26,12 @@ _MODELS: list[type[BaseModel]] = [
     LoginRequest,
     RefreshRequest,
     LogoutRequest,
+    RegisterRequest,
+    PasswordChangeRequest,
     TokenResponse,
     MeResponse,
+    RegisterResponse,
+    SessionsResponse,
     ErrorResponse,
 ]
 
@@ -55,7 +63,9 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "200": {"description": "Token pair", **_json(TokenResponse)},
                     "400": _error("Malformed request"),
                     "401": _error("invalid_grant: unknown user or wrong password (one answer)"),
+                    "403": _error("account_disabled: right password, disabled account"),
                     "413": _error("Body too large"),
+                    "429": _error("too_many_requests: failed attempts; see Retry-After"),
                 },
             }
         },
@@ -70,6 +80,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "200": {"description": "Token pair", **_json(TokenResponse)},
                     "400": _error("Malformed request"),
                     "401": _error("invalid_grant: invalid, expired, reused or revoked"),
+                    "403": _error("account_disabled: the session's account is disabled"),
                 },
             }
         },
@@ -82,6 +93,69 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "204": {"description": "Session revoked"},
                     "400": _error("Malformed request"),
                     "401": _error("No valid credentials"),
+                },
+            }
+        },
+        "/auth/logout-all": {
+            "post": {
+                "summary": "End every session of the bearer's user, this one included",
+                "security": _BEARER,
+                "responses": {
+                    "204": {"description": "Every session revoked"},
+                    "401": _error("invalid_token"),
+                },
+            }
+        },
+        "/auth/sessions": {
+            "get": {
+                "summary": "The bearer's live sessions; `current` marks the caller's own",
+                "security": _BEARER,
+                "responses": {
+                    "200": {"description": "Sessions", **_json(SessionsResponse)},
+                    "401": _error("invalid_token"),
+                },
+            }
+        },
+        "/auth/sessions/{sid}": {
+            "delete": {
+                "summary": "End one of the bearer's own sessions",
+                "security": _BEARER,
+                "parameters": [
+                    {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "204": {"description": "Session revoked"},
+                    "401": _error("invalid_token"),
+                    "404": _error("not_found: no live session of the bearer with this id"),
+                },
+            }
+        },
+        "/auth/password": {
+            "post": {
+                "summary": "Change the password; every other session is revoked",
+                "security": _BEARER,
+                "requestBody": {"required": True, **_json(PasswordChangeRequest)},
+                "responses": {
+                    "204": {"description": "Changed; this session goes on"},
+                    "400": _error(
+                        "invalid_grant: current password wrong; invalid_request: the new "
+                        "password breaks the policy"
+                    ),
+                    "401": _error("invalid_token"),
+                    "429": _error("too_many_requests: wrong current passwords; see Retry-After"),
+                },
+            }
+        },
+        "/auth/register": {
+            "post": {
+                "summary": "Create an account (only with LATCHKEY_ALLOW_REGISTRATION=true)",
+                "requestBody": {"required": True, **_json(RegisterRequest)},
+                "responses": {
+                    "201": {"description": "Created", **_json(RegisterResponse)},
+                    "400": _error("invalid_request: username or password rules"),
+                    "404": _error("not_found: registration is off"),
+                    "409": _error("conflict: the username is taken"),
+                    "429": _error("too_many_requests: see Retry-After"),
                 },
             }
         },
