@@ -1,0 +1,72 @@
+"""The service's deny-list of revoked sessions, for APIs that verify tokens themselves.
+
+A resource server that checks access tokens with :class:`latchkey.Verifier` can reject the
+tokens of a revoked session at once (DESIGN §3 "Immediate revocation") by following the same
+Redis the latchkey service announces revocations on::
+
+    revoked = RedisDenyList("redis://cache.internal:6379/0")
+    verifier = Verifier.from_jwks_url(jwks_url, issuer=..., audience=..., revoked_sessions=revoked)
+
+It runs its own event loop in a daemon thread, so it works the same under Flask, Django,
+Starlette or FastAPI; a membership test is an in-memory lookup (no I/O per request). If
+Redis is unreachable it keeps what it knows and catches up when Redis is back (the policy of
+:class:`latchkey.redis_backends.RedisRevocations`); access tokens still end with their lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+from ..core.clock import Clock, SystemClock
+from ..redis_backends import RedisRevocations
+
+
+class RedisDenyList:
+    """A ``Container[str]`` of revoked session ids, kept current from Redis in the background."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        channel: str = "latchkey:revoked",
+        clock: Clock | None = None,
+        socket_timeout: float = 0.5,
+    ) -> None:
+        self._revocations = RedisRevocations(
+            url, clock or SystemClock(), channel=channel, socket_timeout=socket_timeout
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="latchkey-denylist", daemon=True
+        )
+        self._thread.start()
+        # Returns once the first subscription attempt is made (bounded; never raises).
+        self._call(self._revocations.start()).result()
+
+    def _call(self, work: Coroutine[Any, Any, None]) -> Future[None]:
+        return asyncio.run_coroutine_threadsafe(work, self._loop)
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._revocations.local
+
+    def __len__(self) -> int:
+        return len(self._revocations.local)
+
+    def close(self) -> None:
+        """Stop following Redis (idempotent)."""
+        if self._loop.is_closed():
+            return
+        self._call(self._revocations.close()).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> RedisDenyList:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
