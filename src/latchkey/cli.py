@@ -171,7 +171,7 @@ def cmd_sessions_list(args: argparse.Namespace) -> None:
 
     rows = _with_service(work)
     print(
-        f"{'SID':<32}  {'USER':<20} {'CREATED':<20}  {'LAST USED':<20}  {'STATE':<22} "
+        f"{'SID':<32}  {'USER':<20} {'CREATED':<20}  {'LAST USED':<20}  {'STATE':<27} "
         f"{'ADDRESS':<16} USER AGENT"
     )
     now = time.time()
@@ -184,7 +184,7 @@ def cmd_sessions_list(args: argparse.Namespace) -> None:
             state = "live"
         print(
             f"{session.sid:<32}  {username:<20} {_when(session.created_at):<20}  "
-            f"{_when(session.last_used_at):<20}  {state:<22} {session.address or '-':<16} "
+            f"{_when(session.last_used_at):<20}  {state:<27} {session.address or '-':<16} "
             f"{_printable(session.user_agent or '-')}"
         )
 
@@ -196,8 +196,10 @@ def cmd_sessions_revoke(args: argparse.Namespace) -> None:
         revoked = _with_service(lambda service: service.revoke_sessions_of(args.user))
         print(f"{_ended(len(revoked))} of {args.user}")
     else:
-        _with_service(lambda service: service.revoke_session(args.sid))
-        print(f"session {args.sid} revoked")
+        if _with_service(lambda service: service.revoke_session(args.sid)):
+            print(f"session {args.sid} revoked")
+        else:
+            print(f"session {args.sid} was revoked already")
 
 
 def _since(text: str) -> float:

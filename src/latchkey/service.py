@@ -584,8 +584,19 @@ class AuthService:
     async def audit_trail(
         self, *, username: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[AuditEvent]:
-        user_id = (await self.user_named(username)).id if username else None
+        user_id = await self._audit_user_id(username) if username else None
         return await self.store.list_audit(user_id=user_id, since=since, limit=limit)
+
+    async def _audit_user_id(self, username: str) -> str:
+        """The id of a user, or of a deleted user by the name recorded when it was deleted."""
+        try:
+            return (await self.user_named(username)).id
+        except NotFound:
+            key = username_key(username)
+            for event in await self.store.list_audit(kind=AuditKind.USER_DELETED, limit=10_000):
+                if event.user_id and event.username and username_key(event.username) == key:
+                    return event.user_id
+            raise
 
     # --- sessions ------------------------------------------------------------------------
 
@@ -641,12 +652,13 @@ class AuthService:
         live_at = None if include_ended else self.clock.now()
         return await self.store.list_sessions(user_id, live_at=live_at)
 
-    async def revoke_session(self, sid: str) -> None:
-        """``latchkey sessions revoke SID``."""
-        if not await self._revoke(sid, RevocationReason.ADMIN, user_id=None):
-            session = await self.store.get_session(sid)
-            if session is None:
-                raise NotFound("No such session.")
+    async def revoke_session(self, sid: str) -> bool:
+        """``latchkey sessions revoke SID``; ``False`` if it was revoked already."""
+        if await self._revoke(sid, RevocationReason.ADMIN, user_id=None):
+            return True
+        if await self.store.get_session(sid) is None:
+            raise NotFound("No such session.")
+        return False
 
     async def revoke_sessions_of(self, username: str) -> list[str]:
         """``latchkey sessions revoke --user USERNAME``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..core.audit import AuditEvent
+from ..core.audit import AuditEvent, AuditKind
 from ..core.keyring import StoredKey
 from ..core.sessions import Rotation, Session
 from ..core.users import User
@@ -104,7 +104,12 @@ class Store(Protocol):
     async def add_audit(self, events: Sequence[AuditEvent]) -> None: ...
 
     async def list_audit(
-        self, *, user_id: str | None = None, since: float | None = None, limit: int = 1000
+        self,
+        *,
+        user_id: str | None = None,
+        since: float | None = None,
+        kind: AuditKind | None = None,
+        limit: int = 1000,
     ) -> list[AuditEvent]:
         """Newest first."""
         ...

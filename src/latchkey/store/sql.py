@@ -423,11 +423,14 @@ class SqlStore:
         *,
         user_id: str | None = None,
         since: float | None = None,
+        kind: AuditKind | None = None,
         limit: int = 1000,
     ) -> list[AuditEvent]:
         """Newest first."""
         c = audit_events.c
         statement = select(audit_events).order_by(c.at.desc(), c.id.desc()).limit(limit)
+        if kind is not None:
+            statement = statement.where(c.kind == kind.value)
         if user_id is not None:
             statement = statement.where(c.user_id == user_id)
         if since is not None:

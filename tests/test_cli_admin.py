@@ -1,0 +1,421 @@
+"""The administrator's commands, run in-process through ``latchkey.cli.main`` on SQLite:
+``user disable|enable|delete|set-password``, ``sessions list|revoke`` and ``audit``.
+
+Sessions are made with the service itself, built as the CLI builds it (same environment).
+Every command's stdout and stderr are checked for the passwords and tokens in play.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from latchkey.bootstrap import build_service, prepare
+from latchkey.cli import main
+from latchkey.core.audit import AuditEvent, AuditKind
+from latchkey.core.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    LatchkeyError,
+    SessionRevoked,
+)
+from latchkey.service import AuthService, ClientInfo, TokenPair
+from latchkey.settings import Settings
+
+T = TypeVar("T")
+
+PASSWORD = "a long unusual passphrase"
+NEW_PASSWORD = "another rather long phrase"
+AGENT = "pytest-admin-agent"
+ADDRESS = "192.0.2.10"
+CHEAP = {
+    "LATCHKEY_ARGON2_TIME_COST": "1",
+    "LATCHKEY_ARGON2_MEMORY_KIB": "8",
+    "LATCHKEY_ARGON2_PARALLELISM": "1",
+}
+
+
+class Cli:
+    """Runs ``latchkey`` in-process; no output may contain a secret it has seen."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        self.monkeypatch = monkeypatch
+        self.capsys = capsys
+        self.secrets: set[str] = {PASSWORD, NEW_PASSWORD}
+
+    def __call__(self, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        # Not a terminal: a command that would ask a question must refuse instead.
+        self.monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = main(list(argv))
+        out, err = self.capsys.readouterr()
+        for secret in self.secrets:
+            assert secret not in out and secret not in err, argv
+        return code, out, err
+
+    def fails(self, *argv: str, stdin: str = "") -> str:
+        """The command exits 2 with exactly one line ``latchkey: …`` on stderr."""
+        code, out, err = self(*argv, stdin=stdin)
+        assert code == 2, (argv, out, err)
+        assert out == ""
+        assert err.startswith("latchkey: ") and err.count("\n") == 1, err
+        return err
+
+    def ok(self, *argv: str, stdin: str = "") -> str:
+        code, out, err = self(*argv, stdin=stdin)
+        assert code == 0, (argv, err)
+        return out
+
+    def add_user(self, username: str, password: str = PASSWORD) -> None:
+        out = self.ok("user", "add", username, "--password-stdin", stdin=password + "\n")
+        assert out.startswith(f"created user {username} ")
+
+    # --- the service, in-process ------------------------------------------------------
+
+    def with_service(self, work: Callable[[AuthService], Awaitable[T]]) -> T:
+        async def run() -> T:
+            service = build_service(Settings(_env_file=None))  # type: ignore[call-arg]
+            try:
+                await prepare(service)
+                return await work(service)
+            finally:
+                await service.close()
+
+        return asyncio.run(run())
+
+    def login(self, username: str, password: str = PASSWORD) -> TokenPair:
+        client = ClientInfo(user_agent=AGENT, address=ADDRESS)
+        pair = self.with_service(lambda service: service.login(username, password, client))
+        self.secrets |= {pair.access_token, pair.refresh_token}
+        return pair
+
+    def login_error(self, username: str, password: str = PASSWORD) -> type[LatchkeyError]:
+        try:
+            self.login(username, password)
+        except LatchkeyError as exc:
+            return type(exc)
+        raise AssertionError(f"{username} could log in")
+
+    def refresh_error(self, pair: TokenPair) -> type[LatchkeyError]:
+        try:
+            self.with_service(lambda service: service.refresh(pair.refresh_token))
+        except LatchkeyError as exc:
+            return type(exc)
+        raise AssertionError("the refresh token still works")
+
+    def sid(self, pair: TokenPair) -> str:
+        async def verify(service: AuthService) -> str:
+            return service.verify_access_token(pair.access_token)["sid"]
+
+        return self.with_service(verify)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("LATCHKEY_DATA_DIR", str(tmp_path / "data"))
+    for name, value in CHEAP.items():
+        monkeypatch.setenv(name, value)
+    return Cli(monkeypatch, capsys)
+
+
+def _rows(out: str) -> list[list[str]]:
+    """The table's rows (after the header), split on white space."""
+    lines = out.splitlines()
+    return [line.split() for line in lines[1:]]
+
+
+def _user_state(cli: Cli, username: str) -> str | None:
+    out = cli.ok("user", "list")
+    assert out.splitlines()[0].split() == ["USERNAME", "ID", "CREATED", "STATE", "SCOPE"]
+    for row in _rows(out):
+        if row[0] == username:
+            return row[4]  # USERNAME ID DATE TIME STATE [SCOPE]
+    return None
+
+
+def _sessions(cli: Cli, *argv: str) -> dict[str, str]:
+    """``sessions list ARGV`` as {sid: "USER STATE"}."""
+    out = cli.ok("sessions", "list", *argv)
+    assert out.splitlines()[0].split()[:2] == ["SID", "USER"]
+    table = {}
+    for line in out.splitlines()[1:]:
+        # SID USER CREATED(2 words) LAST-USED(2 words) STATE ADDRESS USER-AGENT
+        sid, user, *_, state = line.split()[:7]
+        if state == "revoked:":
+            state = " ".join(line.split()[6:8])
+        table[sid] = f"{user} {state}"
+        assert line.endswith(f" {ADDRESS:<16} {AGENT}")
+    return table
+
+
+# --- user disable / enable / delete ------------------------------------------------------------
+
+
+def test_disable_revokes_and_blocks_login_then_enable_restores(cli: Cli) -> None:
+    """disable: `user list` says disabled, the session is revoked (refresh → AccountDisabled),
+    login with the right password → AccountDisabled; enable: active again, login works."""
+    cli.add_user("alice")
+    pair = cli.login("alice")
+    assert _user_state(cli, "alice") == "active"
+
+    assert cli.ok("user", "disable", "alice") == "disabled user alice; 1 session revoked\n"
+    assert _user_state(cli, "alice") == "disabled"
+    assert cli.login_error("alice") is AccountDisabled
+    assert cli.login_error("alice", "wrong password!") is InvalidCredentials
+    assert cli.refresh_error(pair) is AccountDisabled
+    assert _sessions(cli, "alice", "--all") == {cli.sid(pair): "alice revoked: user_disabled"}
+
+    assert cli.ok("user", "enable", "alice") == "enabled user alice\n"
+    assert _user_state(cli, "alice") == "active"
+    cli.login("alice")
+    assert cli.refresh_error(pair) is SessionRevoked  # enabling brings no session back
+
+
+def test_disable_without_sessions_and_twice(cli: Cli) -> None:
+    """Counts are worded for zero sessions; disabling twice is harmless."""
+    cli.add_user("alice")
+    assert cli.ok("user", "disable", "alice") == "disabled user alice; 0 sessions revoked\n"
+    assert cli.ok("user", "disable", "alice") == "disabled user alice; 0 sessions revoked\n"
+    assert _user_state(cli, "alice") == "disabled"
+
+
+def test_delete_needs_yes_without_a_terminal(cli: Cli) -> None:
+    """Without a terminal and without --yes nothing is deleted; with --yes the user and
+    their sessions are gone."""
+    cli.add_user("alice")
+    cli.add_user("bob")
+    pairs = [cli.login("alice"), cli.login("alice")]
+
+    err = cli.fails("user", "delete", "alice", stdin="alice\n")
+    assert "--yes" in err
+    assert _user_state(cli, "alice") == "active"
+    assert len(_sessions(cli, "alice")) == 2
+
+    assert cli.ok("user", "delete", "alice", "--yes") == "deleted user alice; 2 sessions revoked\n"
+    assert _user_state(cli, "alice") is None
+    assert _user_state(cli, "bob") == "active"
+    assert cli.login_error("alice") is InvalidCredentials
+    for pair in pairs:
+        assert cli.refresh_error(pair) is SessionRevoked
+    assert cli.fails("user", "delete", "alice", "--yes") == "latchkey: No user named 'alice'.\n"
+    # A deleted user's audit trail can still be read by the name it had.
+    kinds = [row.split()[2] for row in cli.ok("audit", "--user", "ALICE").splitlines()[1:]]
+    assert kinds[0] == "user_created" and "user_deleted" in kinds and "login_ok" in kinds
+    assert kinds.count("session_revoked") == 2
+
+
+# --- user set-password ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [
+        ("password123", "too common"),
+        ("qwertyuiop", "too common"),
+        ("short", "at least 8 characters"),
+        ("my-alice-password", "must not be the username or contain it"),
+        ("LatchKey", "name of this service"),
+    ],
+)
+def test_set_password_applies_the_policy(cli: Cli, password: str, rule: str) -> None:
+    """A password the policy refuses: exit 2, one line naming the rule, never the password;
+    the old password still works and no session is revoked."""
+    cli.add_user("alice")
+    cli.login("alice")
+    cli.secrets.add(password)
+    err = cli.fails("user", "set-password", "alice", "--password-stdin", stdin=password + "\n")
+    assert rule in err
+    cli.login("alice")
+    assert len(_sessions(cli, "alice")) == 2
+
+
+def test_set_password_changes_it_and_revokes_every_session(cli: Cli) -> None:
+    """The new password (one stdin line, no newline) works, the old does not; every session
+    of the user is revoked with reason password_changed; other users are untouched."""
+    cli.add_user("alice")
+    cli.add_user("bob")
+    alice = [cli.login("alice"), cli.login("alice")]
+    bob = cli.login("bob")
+
+    out = cli.ok("user", "set-password", "alice", "--password-stdin", stdin=NEW_PASSWORD + "\n")
+    assert out == "password of alice changed; 2 sessions revoked\n"
+    assert cli.login_error("alice", PASSWORD) is InvalidCredentials
+    cli.login("alice", NEW_PASSWORD)
+    for pair in alice:
+        assert cli.refresh_error(pair) is SessionRevoked
+    ended = _sessions(cli, "alice", "--all")
+    assert {ended[cli.sid(pair)] for pair in alice} == {"alice revoked: password_changed"}
+    assert _sessions(cli, "bob") == {cli.sid(bob): "bob live"}
+
+
+def test_set_password_without_terminal_asks_for_stdin_flag(cli: Cli) -> None:
+    """No terminal, no --password-stdin: refused instead of hanging."""
+    cli.add_user("alice")
+    assert "--password-stdin" in cli.fails("user", "set-password", "alice", stdin=NEW_PASSWORD)
+
+
+# --- sessions list / revoke ----------------------------------------------------------------
+
+
+def test_sessions_list_revoke_one_and_all_of_a_user(cli: Cli) -> None:
+    """`sessions list` shows live sessions (of one user with USERNAME), `--all` adds the
+    revoked ones with their reason; `revoke SID` ends one, `revoke --user` all of a user."""
+    cli.add_user("alice")
+    cli.add_user("bob")
+    a1, a2, b1 = cli.login("alice"), cli.login("alice"), cli.login("bob")
+    s_a1, s_a2, s_b1 = cli.sid(a1), cli.sid(a2), cli.sid(b1)
+
+    assert _sessions(cli) == {s_a1: "alice live", s_a2: "alice live", s_b1: "bob live"}
+    assert _sessions(cli, "alice") == {s_a1: "alice live", s_a2: "alice live"}
+    assert _sessions(cli, "BOB") == {s_b1: "bob live"}  # usernames are case-insensitive
+
+    assert cli.ok("sessions", "revoke", s_a1) == f"session {s_a1} revoked\n"
+    assert cli.refresh_error(a1) is SessionRevoked
+    assert _sessions(cli, "alice") == {s_a2: "alice live"}
+    assert _sessions(cli, "alice", "--all") == {
+        s_a1: "alice revoked: admin",
+        s_a2: "alice live",
+    }
+
+    assert cli.ok("sessions", "revoke", "--user", "alice") == "1 session revoked of alice\n"
+    assert cli.ok("sessions", "revoke", "--user", "alice") == "0 sessions revoked of alice\n"
+    assert cli.refresh_error(a2) is SessionRevoked
+    assert _sessions(cli, "alice") == {}
+    assert _sessions(cli) == {s_b1: "bob live"}
+    assert _sessions(cli, "--all") == {
+        s_a1: "alice revoked: admin",
+        s_a2: "alice revoked: admin",
+        s_b1: "bob live",
+    }
+    assert cli.with_service(lambda service: service.refresh(b1.refresh_token)).access_token
+
+
+def test_sessions_revoke_unknown_sid_and_bad_arguments(cli: Cli) -> None:
+    """An unknown session id is one line, exit 2; so is giving neither or both of SID and
+    --user. Revoking an already revoked session again is not an error."""
+    cli.add_user("alice")
+    sid = cli.sid(cli.login("alice"))
+    assert cli.fails("sessions", "revoke", "0" * 32) == "latchkey: No such session.\n"
+    assert "--user" in cli.fails("sessions", "revoke")
+    assert "--user" in cli.fails("sessions", "revoke", sid, "--user", "alice")
+    assert _sessions(cli, "alice") == {sid: "alice live"}
+    assert cli.ok("sessions", "revoke", sid) == f"session {sid} revoked\n"
+    assert cli.ok("sessions", "revoke", sid) == f"session {sid} was revoked already\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["user", "disable", "nobody"],
+        ["user", "enable", "nobody"],
+        ["user", "delete", "nobody", "--yes"],
+        ["sessions", "list", "nobody"],
+        ["sessions", "revoke", "--user", "nobody"],
+        ["audit", "--user", "nobody"],
+    ],
+)
+def test_unknown_username_is_one_clear_line(cli: Cli, argv: list[str]) -> None:
+    """Every command given a user that does not exist says so, naming it, exit 2."""
+    cli.add_user("alice")
+    assert cli.fails(*argv) == "latchkey: No user named 'nobody'.\n"
+
+
+def test_set_password_of_unknown_user(cli: Cli) -> None:
+    """set-password for a user that does not exist: one line naming the user."""
+    err = cli.fails("user", "set-password", "nobody", "--password-stdin", stdin=NEW_PASSWORD)
+    assert err == "latchkey: No user named 'nobody'.\n"
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+def _kinds(out: str) -> list[tuple[str, str]]:
+    """(EVENT, USER) of each row of `audit`'s table."""
+    return [(row[2], row[3]) for row in _rows(out)]  # TIME is two words
+
+
+def test_audit_lists_events_oldest_first_and_filters(cli: Cli) -> None:
+    """`audit` shows creations, logins (failed too), revocations, oldest first; --user keeps
+    one user's events, --since a relative or absolute time, --limit the newest N."""
+    cli.add_user("alice")
+    cli.add_user("bob")
+    assert cli.login_error("alice", "not her password") is InvalidCredentials
+    sid = cli.sid(cli.login("alice"))
+    cli.login("bob")
+    cli.ok("sessions", "revoke", sid)
+
+    out = cli.ok("audit")
+    assert out.splitlines()[0].split() == ["TIME", "EVENT", "USER", "SESSION", "ADDRESS", "REASON"]
+    assert _kinds(out)[:-1] == [
+        ("user_created", "alice"),
+        ("user_created", "bob"),
+        ("login_failed", "alice"),
+        ("login_ok", "alice"),
+        ("login_ok", "bob"),
+    ]
+    assert _kinds(out)[-1][0] == "session_revoked"
+    failed, revoked = _rows(out)[2], _rows(out)[-1]
+    assert failed[-2:] == [ADDRESS, "wrong_password"]
+    assert sid in revoked and revoked[-1] == "admin"
+
+    alice = cli.ok("audit", "--user", "alice")
+    assert [kind for kind, _ in _kinds(alice)] == [
+        "user_created",
+        "login_failed",
+        "login_ok",
+        "session_revoked",
+    ]
+    assert "bob" not in alice
+    assert _kinds(cli.ok("audit", "--limit", "2"))[0] == ("login_ok", "bob")
+    assert len(_rows(cli.ok("audit", "--limit", "2"))) == 2
+
+    # An event two hours old: --since 1h leaves it out, --since 3h and a date keep it.
+    old = AuditEvent(at=time.time() - 7200, kind=AuditKind.USER_ENABLED, username="alice")
+    cli.with_service(lambda service: service.store.add_audit([old]))
+    everything = len(_rows(out)) + 1
+    assert len(_rows(cli.ok("audit"))) == everything
+    assert _rows(cli.ok("audit"))[0][2] == "user_enabled"  # oldest first
+    assert len(_rows(cli.ok("audit", "--since", "1h"))) == everything - 1
+    assert len(_rows(cli.ok("audit", "--since", "3h"))) == everything
+    assert len(_rows(cli.ok("audit", "--since", "2026-01-01"))) == everything
+    assert len(_rows(cli.ok("audit", "--since", "30m"))) == everything - 1
+    assert _rows(cli.ok("audit", "--since", "2999-01-01T00:00")) == []
+
+
+@pytest.mark.parametrize("value", ["yesterday", "24", "1.5h", "7w", "2026-13-01"])
+def test_audit_bad_since_is_a_usage_error(
+    cli: Cli, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """A --since that is neither a duration nor an ISO date: argparse's error, exit 2."""
+    with pytest.raises(SystemExit) as exited:
+        main(["audit", "--since", value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--since" in err and "expected e.g. 7d" in err and "Traceback" not in err
+
+
+def test_audit_json_is_one_object_per_line(cli: Cli) -> None:
+    """`audit --json`: every line is a JSON object with time and event fields, oldest first;
+    no token, hash or password in any of them."""
+    cli.add_user("alice")
+    pair = cli.login("alice")
+    cli.ok("sessions", "revoke", cli.sid(pair))
+    lines = cli.ok("audit", "--json").splitlines()
+    events = [json.loads(line) for line in lines]
+    assert all(isinstance(event, dict) for event in events)
+    assert [event["audit"] for event in events] == ["user_created", "login_ok", "session_revoked"]
+    assert events[1]["username"] == "alice" and events[1]["address"] == ADDRESS
+    assert events[1]["sid"] == events[2]["sid"] == cli.sid(pair)
+    assert events[2]["reason"] == "admin"
+    assert all(event["time"].endswith("Z") for event in events)
+    assert "argon2" not in "".join(lines)
+    only_alice = cli.ok("audit", "--json", "--user", "alice", "--since", "1h", "--limit", "1")
+    assert [json.loads(line)["audit"] for line in only_alice.splitlines()] == ["session_revoked"]
