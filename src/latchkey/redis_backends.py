@@ -324,7 +324,7 @@ class RedisThrottle:
         self._where = _redact(url)
         self._warnings = _Warnings()
 
-    async def retry_after(self, key: str, limit: int) -> int:
+    async def retry_after(self, key: str, limit: int, *, free: int | None = None) -> int:
         now = self._clock.now()
         name = self._prefix + key
         try:
@@ -337,7 +337,7 @@ class RedisThrottle:
                     _, count, newest, nth_newest = await pipe.execute()
         except _FAILURES as exc:
             self._degraded(exc)
-            return await self._fallback.retry_after(key, limit)
+            return await self._fallback.retry_after(key, limit, free=free)
         count = int(count)
         return wait_seconds(
             now,
@@ -346,7 +346,7 @@ class RedisThrottle:
             limit_oldest=float(nth_newest[0][1]) if 0 < limit <= count and nth_newest else None,
             limit=limit,
             window=self._window,
-            free=self._free,
+            free=self._free if free is None else free,
             max_delay=self._max_delay,
         )
 

@@ -36,7 +36,7 @@ from .core.keyring import KeyRing, StoredKey
 from .core.keys import Algorithm, SigningKey
 from .core.passwords import PasswordHasher
 from .core.policy import PasswordPolicy, normalize_username
-from .core.refresh import NONCE_BYTES, RefreshToken, RefreshTokenCodec
+from .core.refresh import NONCE_BYTES, SID_BYTES, RefreshToken, RefreshTokenCodec
 from .core.sealing import Sealer
 from .core.sessions import (
     Outcome,
@@ -375,10 +375,12 @@ class AuthService:
     async def login(self, username: str, password: str, client: ClientInfo) -> TokenPair:
         key = username_key(username)
         account, address = f"account:{key}", f"address:{client.address or '-'}"
-        # Throttle per account and per address (ASVS V6.3); unknown accounts alike.
+        # Throttle per account and per address (ASVS V6.3); unknown accounts alike. Growing
+        # delays are per account: an address (a NAT, a proxy: many users) has only its cap,
+        # so that one user's typos or a guesser beside them cannot slow everyone down.
         wait = max(
             await self.throttle.retry_after(account, self.limits.account),
-            await self.throttle.retry_after(address, self.limits.address),
+            await self.throttle.retry_after(address, self.limits.address, free=self.limits.address),
         )
         if wait:
             raise TooManyRequests(retry_after=wait)
@@ -621,6 +623,9 @@ class AuthService:
         """``DELETE /auth/sessions/{sid}``: only the caller's own live sessions; anything
         else is a 404, whether it exists or not (no probing of other users' ids)."""
         user = await self._bearer_user(claims)
+        if len(sid) != 2 * SID_BYTES or not all(ch in "0123456789abcdef" for ch in sid):
+            # Never one of our ids: no query (PostgreSQL refuses text with NUL, a 503).
+            raise NotFound("No such session.")
         reason = (
             RevocationReason.LOGOUT if sid == claims["sid"] else RevocationReason.REVOKED_BY_USER
         )

@@ -35,8 +35,9 @@ MAX_DELAY = 60  # seconds; the growing delay stops doubling here
 
 
 class Throttle(Protocol):
-    async def retry_after(self, key: str, limit: int) -> int:
-        """Seconds to wait before ``key`` may try again; 0 if it may try now."""
+    async def retry_after(self, key: str, limit: int, *, free: int | None = None) -> int:
+        """Seconds to wait before ``key`` may try again; 0 if it may try now. ``free``
+        overrides the instance's number of failures that cost no delay."""
         ...
 
     async def failed(self, key: str) -> None: ...
@@ -112,7 +113,7 @@ class LocalThrottle:
             del self._failures[key]
         return stamps
 
-    async def retry_after(self, key: str, limit: int) -> int:
+    async def retry_after(self, key: str, limit: int, *, free: int | None = None) -> int:
         now = self._clock.now()
         with self._lock:
             stamps = self._recent(key, now)
@@ -124,7 +125,7 @@ class LocalThrottle:
                 limit_oldest=stamps[-limit] if 0 < limit <= count else None,
                 limit=limit,
                 window=self._window,
-                free=self._free,
+                free=self._free if free is None else free,
                 max_delay=self._max_delay,
             )
 
