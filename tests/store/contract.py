@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from latchkey.core.audit import AuditEvent, AuditKind
 from latchkey.core.errors import Conflict
 from latchkey.core.keyring import StoredKey
 from latchkey.core.sessions import Rotation, Session
@@ -83,6 +84,22 @@ def rotation_of(session: Session, *, now: float = T0, seed: int = 7, **fields: o
         **fields,
     }
     return Rotation(**values)  # type: ignore[arg-type]
+
+
+def audit_event(kind: AuditKind, *, at: float = T0, **fields: object) -> AuditEvent:
+    return AuditEvent(at=at, kind=kind, **fields)  # type: ignore[arg-type]
+
+
+def without_ids(events: list[AuditEvent]) -> list[AuditEvent]:
+    """Events as read back, after checking the store gave each its own id, without the ids."""
+    ids = [e.id for e in events]
+    assert None not in ids
+    assert len(set(ids)) == len(ids)
+    return [dataclasses.replace(e, id=None) for e in events]
+
+
+def revoked_copy(session: Session, at: float, reason: str) -> Session:
+    return dataclasses.replace(session, revoked_at=at, revoked_reason=reason)
 
 
 class StoreContract:
@@ -354,6 +371,471 @@ class StoreContract:
         await store.add_signing_key(make_stored_key("old", retired_at=T0))
         assert await store.add_signing_key(make_stored_key("new"), only_if_none=True)
         assert not await store.add_signing_key(make_stored_key("newer"), only_if_none=True)
+
+    # --- audit written with the change, and only when it happened ------------------------
+
+    async def test_add_user_writes_its_audit_events(self, store: Store) -> None:
+        """add_user stores its events with the user; a duplicate name stores neither."""
+        user = make_user("alice")
+        created = audit_event(
+            AuditKind.USER_CREATED, user_id=user.id, username="alice", address="192.0.2.1"
+        )
+        await store.add_user(user, audit=[created])
+        assert without_ids(await store.list_audit()) == [created]
+        twin = make_user("ALICE", user_id="b" * 32)
+        with pytest.raises(Conflict):
+            await store.add_user(
+                twin, audit=[audit_event(AuditKind.USER_REGISTERED, at=T0 + 1, user_id=twin.id)]
+            )
+        assert without_ids(await store.list_audit()) == [created]
+
+    async def test_add_session_writes_its_audit_events(self, store: Store) -> None:
+        """add_session stores its events with the session; a duplicate sid stores neither."""
+        session = make_session(1)
+        login = audit_event(
+            AuditKind.LOGIN_OK, user_id=session.user_id, sid=session.sid, user_agent="agent"
+        )
+        await store.add_session(session, audit=[login])
+        assert without_ids(await store.list_audit()) == [login]
+        clash = make_session(1, generation=0, user_id="v" * 32)
+        with pytest.raises(Exception):  # noqa: B017 - whichever error the adapter raises
+            await store.add_session(
+                clash, audit=[audit_event(AuditKind.LOGIN_OK, at=T0 + 1, sid=clash.sid)]
+            )
+        assert await store.get_session(session.sid) == session
+        assert without_ids(await store.list_audit()) == [login]
+
+    async def test_rotate_fills_the_audit_template(self, store: Store) -> None:
+        """A rotation that applies writes the template with the row's user_id and sid."""
+        session = make_session()
+        await store.add_session(session)
+        template = audit_event(AuditKind.REFRESH, at=T0 + 60, address="198.51.100.2")
+        assert await store.rotate(rotation_of(session, now=T0 + 60), audit=template) is not None
+        assert without_ids(await store.list_audit()) == [
+            dataclasses.replace(template, user_id=session.user_id, sid=session.sid)
+        ]
+
+    async def test_failed_rotation_writes_no_audit(self, store: Store) -> None:
+        """A rotation that matches nothing (stale, unknown, revoked) writes no event."""
+        session = make_session(1)
+        revoked = make_session(2, revoked_at=T0 - 5, revoked_reason="logout")
+        await store.add_session(session)
+        await store.add_session(revoked)
+        template = audit_event(AuditKind.REFRESH)
+        for rotation in (
+            rotation_of(session, expected_hash=b"\x01" * 32),
+            rotation_of(make_session(9)),
+            rotation_of(revoked),
+        ):
+            assert await store.rotate(rotation, audit=template) is None
+        assert await store.list_audit() == []
+
+    async def test_revoke_session_fills_the_audit_template(self, store: Store) -> None:
+        """revoke_session writes its template with the row's user_id and the sid, once."""
+        session = make_session()
+        await store.add_session(session)
+        template = audit_event(AuditKind.SESSION_REVOKED, at=T0 + 3, reason="admin")
+        assert await store.revoke_session(session.sid, "admin", T0 + 3, audit=template)
+        assert not await store.revoke_session(session.sid, "admin", T0 + 4, audit=template)
+        assert not await store.revoke_session("e" * 32, "admin", T0 + 4, audit=template)
+        assert without_ids(await store.list_audit()) == [
+            dataclasses.replace(template, user_id=session.user_id, sid=session.sid)
+        ]
+
+    # --- revoking as a user: own sessions only --------------------------------------------
+
+    async def test_revoke_session_of_that_user_only(self, store: Store) -> None:
+        """With user_id, only that user's live session is revoked; False for someone else's
+        session (which stays live), an unknown sid, or one revoked already."""
+        mine = make_session(1, user_id="a" * 32)
+        theirs = make_session(2, user_id="b" * 32)
+        await store.add_session(mine)
+        await store.add_session(theirs)
+        template = audit_event(AuditKind.SESSION_REVOKED, at=T0 + 1, reason="revoked_by_user")
+        assert not await store.revoke_session(
+            theirs.sid, "revoked_by_user", T0 + 1, user_id="a" * 32, audit=template
+        )
+        assert await store.get_session(theirs.sid) == theirs
+        assert not await store.revoke_session(
+            "e" * 32, "revoked_by_user", T0 + 1, user_id="a" * 32, audit=template
+        )
+        assert await store.revoke_session(
+            mine.sid, "revoked_by_user", T0 + 1, user_id="a" * 32, audit=template
+        )
+        assert not await store.revoke_session(
+            mine.sid, "logout", T0 + 2, user_id="a" * 32, audit=template
+        )
+        assert await store.get_session(mine.sid) == revoked_copy(mine, T0 + 1, "revoked_by_user")
+        assert await store.get_session(theirs.sid) == theirs
+        assert without_ids(await store.list_audit()) == [
+            dataclasses.replace(template, user_id="a" * 32, sid=mine.sid)
+        ]
+
+    async def test_revoke_user_sessions(self, store: Store) -> None:
+        """Every live session of the user but except_sid is revoked, each audited with the
+        row's user_id, sid and the reason; others' and already revoked sessions untouched."""
+        alice, bob = "a" * 32, "b" * 32
+        keep = make_session(1, user_id=alice)
+        live = [make_session(seed, user_id=alice) for seed in (2, 3, 4)]
+        old = make_session(5, user_id=alice, revoked_at=T0 - 9, revoked_reason="logout")
+        other = make_session(6, user_id=bob)
+        for session in (keep, *live, old, other):
+            await store.add_session(session)
+        template = audit_event(AuditKind.SESSION_REVOKED, at=T0 + 7, address="192.0.2.9")
+        revoked = await store.revoke_user_sessions(
+            alice, "logout_all", T0 + 7, except_sid=keep.sid, audit=template
+        )
+        assert sorted(revoked) == sorted(s.sid for s in live)
+        for session in live:
+            assert await store.get_session(session.sid) == revoked_copy(
+                session, T0 + 7, "logout_all"
+            )
+        for untouched in (keep, old, other):
+            assert await store.get_session(untouched.sid) == untouched
+        events = without_ids(await store.list_audit())
+        assert sorted(events, key=lambda e: e.sid or "") == [
+            dataclasses.replace(template, user_id=alice, sid=s.sid, reason="logout_all")
+            for s in live
+        ]
+        # Without except_sid the last live one goes too; nothing left: an empty list.
+        assert await store.revoke_user_sessions(alice, "admin", T0 + 8) == [keep.sid]
+        assert await store.revoke_user_sessions(alice, "admin", T0 + 9) == []
+        assert await store.get_session(other.sid) == other
+
+    # --- listing sessions, the revocation feed --------------------------------------------
+
+    async def test_list_sessions_most_recently_used_first(self, store: Store) -> None:
+        """All sessions, or one user's, most recently used first, revoked ones included."""
+        alice, bob = "a" * 32, "b" * 32
+        a1 = make_session(1, user_id=alice, last_used_at=T0 - 30)
+        a2 = make_session(2, user_id=alice, last_used_at=T0 - 10, revoked_at=T0 - 5)
+        a3 = make_session(3, user_id=alice, last_used_at=T0 - 20)
+        b1 = make_session(4, user_id=bob, last_used_at=T0 - 15)
+        for session in (a1, a2, a3, b1):
+            await store.add_session(session)
+        assert await store.list_sessions() == [a2, b1, a3, a1]
+        assert await store.list_sessions(None) == [a2, b1, a3, a1]
+        assert await store.list_sessions(alice) == [a2, a3, a1]
+        assert await store.list_sessions(bob) == [b1]
+        assert await store.list_sessions("c" * 32) == []
+
+    async def test_list_sessions_live_at(self, store: Store) -> None:
+        """With live_at, revoked, idle-expired and absolute-expired sessions are left out
+        (an expiry equal to live_at counts as expired, as for rotation)."""
+        alice = "a" * 32
+        live = make_session(1, user_id=alice, last_used_at=T0 - 1)
+        almost = make_session(2, user_id=alice, idle_expires_at=T0 + 0.5, last_used_at=T0 - 2)
+        revoked = make_session(3, user_id=alice, revoked_at=T0 - 1, revoked_reason="logout")
+        idle = make_session(4, user_id=alice, idle_expires_at=T0)
+        absolute = make_session(5, user_id=alice, absolute_expires_at=T0 - 1)
+        elsewhere = make_session(6, user_id="b" * 32, last_used_at=T0 - 3)
+        for session in (live, almost, revoked, idle, absolute, elsewhere):
+            await store.add_session(session)
+        assert await store.list_sessions(alice, live_at=T0) == [live, almost]
+        assert await store.list_sessions(None, live_at=T0) == [live, almost, elsewhere]
+        assert await store.list_sessions(alice, live_at=T0 + 1) == [live]
+        assert await store.list_sessions(alice, live_at=T0 - 2) == [live, almost, idle, absolute]
+
+    async def test_revoked_since(self, store: Store) -> None:
+        """(sid, revoked_at) of sessions revoked at or after ``since``, oldest first, at most
+        ``limit``; live sessions never appear."""
+        sessions = [make_session(seed) for seed in range(1, 6)]
+        for session in sessions:
+            await store.add_session(session)
+        # Revoked out of order; the fifth stays live.
+        for session, at in zip(sessions[:4], (T0 + 3, T0 + 1, T0 + 4, T0 + 2), strict=True):
+            assert await store.revoke_session(session.sid, "logout", at)
+        s = [session.sid for session in sessions]
+        assert await store.revoked_since(T0) == [
+            (s[1], T0 + 1),
+            (s[3], T0 + 2),
+            (s[0], T0 + 3),
+            (s[2], T0 + 4),
+        ]
+        assert await store.revoked_since(T0 + 2) == [(s[3], T0 + 2), (s[0], T0 + 3), (s[2], T0 + 4)]
+        assert await store.revoked_since(T0 + 2.5, limit=1) == [(s[0], T0 + 3)]
+        assert await store.revoked_since(T0 + 4) == [(s[2], T0 + 4)]
+        assert await store.revoked_since(T0 + 4.001) == []
+
+    # --- users: password change, disable, delete ------------------------------------------
+
+    async def test_change_password_keeps_one_session(self, store: Store) -> None:
+        """The hash is set and every live session but keep_sid revoked (password_changed),
+        with its SESSION_REVOKED event; the ids come back; other users are untouched."""
+        alice, bob = make_user("alice"), make_user("bob")
+        await store.add_user(alice)
+        await store.add_user(bob)
+        keep = make_session(1, user_id=alice.id)
+        others = [make_session(seed, user_id=alice.id) for seed in (2, 3)]
+        old = make_session(4, user_id=alice.id, revoked_at=T0 - 9, revoked_reason="logout")
+        bobs = make_session(5, user_id=bob.id)
+        for session in (keep, *others, old, bobs):
+            await store.add_session(session)
+        changed = audit_event(
+            AuditKind.PASSWORD_CHANGED, at=T0 + 10, user_id=alice.id, sid=keep.sid, reason="self"
+        )
+        revoked = await store.change_password(
+            alice.id, "$argon2id$new", T0 + 10, keep_sid=keep.sid, audit=[changed]
+        )
+        assert sorted(revoked) == sorted(s.sid for s in others)
+        assert await store.user_by_id(alice.id) == dataclasses.replace(
+            alice, password_hash="$argon2id$new"
+        )
+        assert await store.user_by_id(bob.id) == bob
+        for session in others:
+            assert await store.get_session(session.sid) == revoked_copy(
+                session, T0 + 10, "password_changed"
+            )
+        for untouched in (keep, old, bobs):
+            assert await store.get_session(untouched.sid) == untouched
+        events = without_ids(await store.list_audit())
+        assert changed in events
+        revocations = sorted(
+            (e for e in events if e.kind is AuditKind.SESSION_REVOKED), key=lambda e: e.sid or ""
+        )
+        assert [(e.user_id, e.sid, e.reason, e.at) for e in revocations] == [
+            (alice.id, s.sid, "password_changed", T0 + 10) for s in others
+        ]
+        assert len(events) == 3
+
+    async def test_change_password_without_keep_revokes_all(self, store: Store) -> None:
+        """An administrator's reset (no keep_sid) revokes every live session of the user."""
+        alice = make_user("alice")
+        await store.add_user(alice)
+        sessions = [make_session(seed, user_id=alice.id) for seed in (1, 2)]
+        for session in sessions:
+            await store.add_session(session)
+        revoked = await store.change_password(alice.id, "$argon2id$reset", T0 + 1)
+        assert sorted(revoked) == sorted(s.sid for s in sessions)
+        assert await store.list_sessions(alice.id, live_at=T0 + 1) == []
+        user = await store.user_by_id(alice.id)
+        assert user is not None
+        assert user.password_hash == "$argon2id$reset"
+
+    async def test_change_password_of_unknown_user(self, store: Store) -> None:
+        """For an unknown user nothing changes and no event is written."""
+        await store.add_user(make_user("alice"))
+        revoked = await store.change_password(
+            "0" * 32,
+            "$argon2id$new",
+            T0,
+            audit=[audit_event(AuditKind.PASSWORD_CHANGED, user_id="0" * 32)],
+        )
+        assert revoked == []
+        assert await store.list_audit() == []
+        assert await store.user_by_id("0" * 32) is None
+
+    async def test_disable_revokes_every_session(self, store: Store) -> None:
+        """Disabling sets disabled_at and revokes every live session (user_disabled), each
+        audited; enabling clears disabled_at and revokes none; revoked ones stay revoked."""
+        alice, bob = make_user("alice"), make_user("bob")
+        await store.add_user(alice)
+        await store.add_user(bob)
+        sessions = [make_session(seed, user_id=alice.id) for seed in (1, 2)]
+        bobs = make_session(3, user_id=bob.id)
+        for session in (*sessions, bobs):
+            await store.add_session(session)
+        disabled = audit_event(AuditKind.USER_DISABLED, at=T0 + 5, user_id=alice.id)
+        revoked = await store.set_user_disabled(alice.id, T0 + 5, disabled=True, audit=[disabled])
+        assert revoked is not None
+        assert sorted(revoked) == sorted(s.sid for s in sessions)
+        assert await store.user_by_id(alice.id) == dataclasses.replace(alice, disabled_at=T0 + 5)
+        for session in sessions:
+            assert await store.get_session(session.sid) == revoked_copy(
+                session, T0 + 5, "user_disabled"
+            )
+        assert await store.get_session(bobs.sid) == bobs
+        events = without_ids(await store.list_audit())
+        assert disabled in events
+        assert sorted(
+            (e.user_id, e.sid, e.reason) for e in events if e.kind is AuditKind.SESSION_REVOKED
+        ) == sorted((alice.id, s.sid, "user_disabled") for s in sessions)
+
+        # A session that appears while disabled (say, by a race) survives enabling.
+        late = make_session(4, user_id=alice.id)
+        await store.add_session(late)
+        enabled = audit_event(AuditKind.USER_ENABLED, at=T0 + 9, user_id=alice.id)
+        assert (
+            await store.set_user_disabled(alice.id, T0 + 9, disabled=False, audit=[enabled]) == []
+        )
+        assert await store.user_by_id(alice.id) == alice
+        assert await store.get_session(late.sid) == late
+        for session in sessions:
+            got = await store.get_session(session.sid)
+            assert got is not None
+            assert got.revoked_reason == "user_disabled"
+        assert (await store.list_audit(limit=1))[0].kind is AuditKind.USER_ENABLED
+
+    async def test_disable_unknown_user(self, store: Store) -> None:
+        """Disabling or enabling an unknown user returns None and writes nothing."""
+        session = make_session(1, user_id="0" * 32)
+        await store.add_session(session)
+        for disabled in (True, False):
+            event = audit_event(AuditKind.USER_DISABLED, user_id="0" * 32)
+            assert (
+                await store.set_user_disabled("0" * 32, T0, disabled=disabled, audit=[event])
+                is None
+            )
+        assert await store.list_audit() == []
+        assert await store.get_session(session.sid) == session
+
+    async def test_delete_user(self, store: Store) -> None:
+        """The user row goes; its sessions are revoked (user_deleted) but kept, each audited;
+        the user's name is free again; other users are untouched."""
+        alice, bob = make_user("alice"), make_user("bob")
+        await store.add_user(alice)
+        await store.add_user(bob)
+        sessions = [make_session(seed, user_id=alice.id) for seed in (1, 2)]
+        bobs = make_session(3, user_id=bob.id)
+        for session in (*sessions, bobs):
+            await store.add_session(session)
+        deleted = audit_event(AuditKind.USER_DELETED, at=T0 + 2, user_id=alice.id, username="alice")
+        revoked = await store.delete_user(alice.id, T0 + 2, audit=[deleted])
+        assert revoked is not None
+        assert sorted(revoked) == sorted(s.sid for s in sessions)
+        assert await store.user_by_id(alice.id) is None
+        assert await store.user_by_name("alice") is None
+        assert await store.list_users() == [bob]
+        for session in sessions:
+            assert await store.get_session(session.sid) == revoked_copy(
+                session, T0 + 2, "user_deleted"
+            )
+        assert await store.get_session(bobs.sid) == bobs
+        events = without_ids(await store.list_audit(user_id=alice.id))
+        assert deleted in events
+        assert sorted(
+            (e.sid, e.reason) for e in events if e.kind is AuditKind.SESSION_REVOKED
+        ) == sorted((s.sid, "user_deleted") for s in sessions)
+        await store.add_user(make_user("alice", user_id="c" * 32))  # the name is free again
+
+    async def test_delete_unknown_user(self, store: Store) -> None:
+        """Deleting an unknown (or already deleted) user returns None and writes nothing."""
+        alice = make_user("alice")
+        await store.add_user(alice)
+        assert await store.delete_user(alice.id, T0) == []
+        event = audit_event(AuditKind.USER_DELETED, user_id=alice.id)
+        assert await store.delete_user(alice.id, T0 + 1, audit=[event]) is None
+        assert await store.delete_user("0" * 32, T0 + 1, audit=[event]) is None
+        assert await store.list_audit() == []
+
+    # --- the audit trail ------------------------------------------------------------------
+
+    async def test_audit_roundtrip_newest_first(self, store: Store) -> None:
+        """Every field reads back; newest first, the later insert first for equal times."""
+        full = audit_event(
+            AuditKind.REUSE_DETECTED,
+            at=T0 + 1.25,
+            user_id="a" * 32,
+            username="Ålice",
+            sid="1" * 32,
+            address="2001:db8::7",
+            user_agent="Mozilla/5.0 — naïve",
+            reason="generation 1 of 3",
+        )
+        bare = audit_event(AuditKind.LOGIN_FAILED, at=T0)
+        tie = audit_event(AuditKind.LOGIN_FAILED, at=T0, reason="unknown_user")
+        await store.add_audit([bare])
+        await store.add_audit([full, tie])
+        events = await store.list_audit()
+        assert without_ids(events) == [full, tie, bare]
+        assert events[1].id is not None and events[2].id is not None
+        assert events[1].id > events[2].id
+        await store.add_audit([])
+        assert len(await store.list_audit()) == 3
+
+    async def test_audit_filters_and_limit(self, store: Store) -> None:
+        """list_audit filters by user, by time (inclusive) and by kind, and stops at limit."""
+        alice, bob = "a" * 32, "b" * 32
+        events = [
+            audit_event(AuditKind.LOGIN_OK, at=T0 + 1, user_id=alice),
+            audit_event(AuditKind.LOGIN_OK, at=T0 + 2, user_id=bob),
+            audit_event(AuditKind.REFRESH, at=T0 + 3, user_id=alice),
+            audit_event(AuditKind.LOGIN_FAILED, at=T0 + 4),
+            audit_event(AuditKind.SESSION_REVOKED, at=T0 + 5, user_id=alice),
+        ]
+        await store.add_audit(events)
+        newest_first = events[::-1]
+        assert without_ids(await store.list_audit()) == newest_first
+        assert without_ids(await store.list_audit(user_id=alice)) == [
+            events[4],
+            events[2],
+            events[0],
+        ]
+        assert without_ids(await store.list_audit(since=T0 + 3)) == newest_first[:3]
+        assert without_ids(await store.list_audit(user_id=alice, since=T0 + 2)) == [
+            events[4],
+            events[2],
+        ]
+        assert without_ids(await store.list_audit(kind=AuditKind.LOGIN_OK)) == [
+            events[1],
+            events[0],
+        ]
+        assert without_ids(await store.list_audit(limit=2)) == newest_first[:2]
+        assert without_ids(await store.list_audit(user_id=alice, limit=1)) == [events[4]]
+        assert await store.list_audit(user_id="c" * 32) == []
+        assert await store.list_audit(since=T0 + 6) == []
+
+    # --- purge ----------------------------------------------------------------------------
+
+    async def test_purge_removes_only_dead_rows(self, store: Store) -> None:
+        """Sessions revoked or expired before the cutoff go, and audit events older than
+        theirs; live sessions, recently ended ones and recent events stay."""
+        cutoff, audit_cutoff = T0, T0 - DAY
+        keep = [
+            make_session(1),  # live
+            make_session(2, revoked_at=T0 + 1, revoked_reason="logout"),  # revoked after
+            make_session(3, revoked_at=T0, revoked_reason="logout"),  # revoked at the cutoff
+            make_session(4, idle_expires_at=T0 + 1),  # expires after
+            make_session(5, idle_expires_at=T0, absolute_expires_at=T0 + 5),  # at the cutoff
+        ]
+        dead = [
+            make_session(6, revoked_at=T0 - 1, revoked_reason="logout"),
+            make_session(7, idle_expires_at=T0 - 1),
+            make_session(8, absolute_expires_at=T0 - 1, idle_expires_at=T0 + DAY),
+        ]
+        for session in (*keep, *dead):
+            await store.add_session(session)
+        recent = [audit_event(AuditKind.LOGIN_OK, at=at) for at in (audit_cutoff, T0)]
+        old = [audit_event(AuditKind.LOGIN_OK, at=audit_cutoff - 1, reason="old")]
+        await store.add_audit([*old, *recent])
+        assert await store.purge(sessions_before=cutoff, audit_before=audit_cutoff, batch=100) == 4
+        assert sorted(s.sid for s in await store.list_sessions(None)) == sorted(s.sid for s in keep)
+        for session in keep:
+            assert await store.get_session(session.sid) == session
+        assert without_ids(await store.list_audit()) == recent[::-1]
+        assert await store.purge(sessions_before=cutoff, audit_before=audit_cutoff, batch=100) == 0
+
+    async def test_purge_in_batches_drains(self, store: Store) -> None:
+        """Each call deletes at most ``batch`` rows of each table; repeated calls drain them."""
+        live = [make_session(seed) for seed in range(1, 4)]
+        dead = [
+            make_session(seed, revoked_at=T0 - seed, revoked_reason="logout")
+            for seed in range(10, 17)
+        ]
+        for session in (*live, *dead):
+            await store.add_session(session)
+        await store.add_audit(
+            [audit_event(AuditKind.REFRESH, at=T0 - DAY - i) for i in range(1, 5)]
+        )
+        recent = audit_event(AuditKind.LOGIN_OK, at=T0)
+        await store.add_audit([recent])
+
+        async def purge() -> int:
+            return await store.purge(sessions_before=T0, audit_before=T0 - DAY, batch=3)
+
+        async def counts() -> tuple[int, int]:
+            return len(await store.list_sessions(None)), len(await store.list_audit())
+
+        assert await counts() == (10, 5)
+        assert await purge() == 3 + 3
+        assert await counts() == (7, 2)
+        assert await purge() == 3 + 1
+        assert await counts() == (4, 1)
+        assert await purge() == 1
+        assert await counts() == (3, 1)
+        assert await purge() == 0
+        assert await store.list_sessions(None, live_at=T0) == sorted(live, key=lambda s: s.sid)
+        assert without_ids(await store.list_audit()) == [recent]
 
 
 def make_stored_key(kid: str, **fields: object) -> StoredKey:

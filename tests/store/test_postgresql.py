@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from contract import OpenStore, StoreContract
+from alembic import command
+from contract import T0, OpenStore, StoreContract, make_session, make_user
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from latchkey.core.audit import AuditEvent, AuditKind
 from latchkey.store import Store
-from latchkey.store.migrate import current_revision, head_revision, upgrade
+from latchkey.store.migrate import _config, current_revision, head_revision, upgrade
 from latchkey.store.sql import SqlStore
-from support import empty_postgres
+from support import POSTGRES_URL, empty_postgres, run_sync
 
 pytestmark = pytest.mark.anyio
 
@@ -42,3 +46,61 @@ async def test_concurrent_migrations_are_serialised(postgres_url: str) -> None:
     finally:
         for store in stores:
             await store.close()
+
+
+async def upgrade_to(engine: AsyncEngine, revision: str) -> None:
+    """Migrate to one revision (as the previous release did), not to head."""
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: command.upgrade(_config(sync), revision))
+
+
+@pytest.fixture
+def blank_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A database of its own, never migrated (the shared one is at head already)."""
+    import asyncpg
+
+    name = f"latchkey_test_{uuid.uuid4().hex[:12]}"
+    admin = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def execute(statement: str) -> None:
+        conn = await asyncpg.connect(admin, timeout=5)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    run_sync(lambda: execute(f'CREATE DATABASE "{name}"'))
+    yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    run_sync(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def test_upgrade_through_0003_keeps_the_data(blank_postgres_url: str) -> None:
+    """A 0002 database with a user and sessions is upgraded to head with the rows intact,
+    and the audit trail, the revocation feed and the purge work on it."""
+    store = SqlStore.from_url(blank_postgres_url)
+    try:
+        await upgrade_to(store.engine, "0002")
+        user = make_user("alice")
+        live = make_session(1, user_id=user.id)
+        ended = make_session(2, user_id=user.id, revoked_at=T0 - 1, revoked_reason="logout")
+        await store.add_user(user)
+        await store.add_session(live)
+        await store.add_session(ended)
+
+        await upgrade(store.engine)
+
+        assert await current_revision(store.engine) == head_revision()
+        assert await store.list_users() == [user]
+        assert await store.list_sessions(user.id) == [live, ended]
+        assert await store.revoked_since(T0 - 10) == [(ended.sid, T0 - 1)]
+        changed = AuditEvent(at=T0, kind=AuditKind.PASSWORD_CHANGED, user_id=user.id)
+        assert await store.change_password(user.id, "$argon2id$new", T0, audit=[changed]) == [
+            live.sid
+        ]
+        kinds = [event.kind for event in await store.list_audit(user_id=user.id)]
+        assert sorted(kinds) == [AuditKind.PASSWORD_CHANGED, AuditKind.SESSION_REVOKED]
+        assert await store.purge(sessions_before=T0 + 1, audit_before=T0 + 1, batch=10) == 4
+        assert await store.list_sessions(None) == []
+        assert await store.list_audit() == []
+    finally:
+        await store.close()

@@ -6,11 +6,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from contract import OpenStore, StoreContract, make_user
+from alembic import command
+from contract import T0, OpenStore, StoreContract, make_session, make_stored_key, make_user
 from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from latchkey.core.audit import AuditEvent, AuditKind
 from latchkey.store import Store
-from latchkey.store.migrate import current_revision, head_revision, upgrade
+from latchkey.store.migrate import _config, current_revision, head_revision, upgrade
 from latchkey.store.sql import SqlStore
 
 pytestmark = pytest.mark.anyio
@@ -78,3 +81,60 @@ async def test_upgrade_from_a_second_engine_is_a_no_op(database_url: str) -> Non
     finally:
         await first.close()
         await second.close()
+
+
+async def upgrade_to(engine: AsyncEngine, revision: str) -> None:
+    """Migrate to one revision (as the previous release did), not to head."""
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: command.upgrade(_config(sync), revision))
+
+
+def _indexes(sync_connection: object, table: str) -> set[str]:
+    return {str(index["name"]) for index in inspect(sync_connection).get_indexes(table)}
+
+
+async def test_upgrade_through_0003_keeps_the_data(database_url: str) -> None:
+    """A 0002 database with users, sessions and keys is upgraded to head: the rows are
+    intact, the audit table and the feed/purge indexes exist, and the new methods work."""
+    store = SqlStore.from_url(database_url)
+    try:
+        await upgrade_to(store.engine, "0002")
+        assert await current_revision(store.engine) == "0002"
+        async with store.engine.connect() as conn:
+            assert "audit_events" not in await conn.run_sync(_tables)
+        user = make_user("alice")
+        live = make_session(1, user_id=user.id)
+        ended = make_session(2, user_id=user.id, revoked_at=T0 - 1, revoked_reason="logout")
+        key = make_stored_key("k1")
+        await store.add_user(user)
+        await store.add_session(live)
+        await store.add_session(ended)
+        await store.add_signing_key(key)
+
+        await upgrade(store.engine)
+
+        assert await current_revision(store.engine) == head_revision()
+        async with store.engine.connect() as conn:
+            assert "audit_events" in await conn.run_sync(_tables)
+            assert {
+                "ix_sessions_user_id",
+                "ix_sessions_revoked_at",
+                "ix_sessions_idle_expires_at",
+                "ix_sessions_absolute_expires_at",
+            } <= await conn.run_sync(_indexes, "sessions")
+        assert await store.list_users() == [user]
+        assert await store.list_sessions(user.id) == [live, ended]  # same last use: by sid
+        assert await store.get_session(live.sid) == live
+        assert await store.get_session(ended.sid) == ended
+        assert await store.list_signing_keys() == [key]
+        assert await store.revoked_since(T0 - 10) == [(ended.sid, T0 - 1)]
+        changed = AuditEvent(at=T0, kind=AuditKind.PASSWORD_CHANGED, user_id=user.id)
+        assert await store.change_password(user.id, "$argon2id$new", T0, audit=[changed]) == [
+            live.sid
+        ]
+        kinds = [event.kind for event in await store.list_audit(user_id=user.id)]
+        assert sorted(kinds) == [AuditKind.PASSWORD_CHANGED, AuditKind.SESSION_REVOKED]
+        assert await store.purge(sessions_before=T0 + 1, audit_before=T0 - 1, batch=10) == 2
+        assert await store.list_sessions(None) == []
+    finally:
+        await store.close()

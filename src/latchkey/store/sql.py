@@ -127,7 +127,10 @@ async def _revoke_all(
         statement = statement.where(c.sid != except_sid)
     sids = sorted((await conn.execute(statement)).scalars())
     if audit is not None:
-        await _audit(conn, [dataclasses.replace(audit, sid=sid, reason=reason) for sid in sids])
+        await _audit(
+            conn,
+            [dataclasses.replace(audit, user_id=user_id, sid=sid, reason=reason) for sid in sids],
+        )
     return sids
 
 
@@ -372,9 +375,11 @@ class SqlStore:
     ) -> list[str]:
         """Set the hash and revoke every session but ``keep_sid``, in one transaction."""
         async with self._begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 update(users).where(users.c.id == user_id).values(password_hash=password_hash)
             )
+            if not result.rowcount:
+                return []  # unknown user: nothing changed, nothing to audit
             await _audit(conn, audit)
             template = AuditEvent(at=now, kind=AuditKind.SESSION_REVOKED, user_id=user_id)
             reason = "password_changed"
