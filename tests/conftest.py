@@ -17,11 +17,10 @@ from latchkey.core.clock import ManualClock
 from latchkey.service import AuthService
 from latchkey.settings import Settings
 from latchkey.web import create_app
-from support import POSTGRES_URL, TEST_SECRET, empty_postgres, run_sync
+from support import POSTGRES_URL, TEST_SECRET, empty_postgres, make_settings, run_sync
 
 T = TypeVar("T")
 T0 = 1_800_000_000.0
-CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -53,11 +52,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)
-
-
-def make_settings(data_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"data_dir": data_dir, **CHEAP_ARGON2, **overrides}
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,10 @@ import asyncio
 import concurrent.futures
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
+
+from latchkey.settings import Settings
 
 T = TypeVar("T")
 
@@ -14,6 +17,13 @@ POSTGRES_URL = os.environ.get(
     "LATCHKEY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 TEST_SECRET = "dGVzdC1zZWNyZXQta2V5LW9mLWF0LWxlYXN0LTMyLWJ5dGVz"  # base64url, 32+ bytes
+CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings in ``data_dir`` with cheap Argon2id parameters (tests only)."""
+    values: dict[str, object] = {"data_dir": data_dir, **CHEAP_ARGON2, **overrides}
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 def run_sync(coroutine: Callable[[], Awaitable[T]]) -> T:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from conftest import make_settings
 from latchkey.bootstrap import build_service, prepare
 from latchkey.core.audit import AuditEvent, AuditKind
 from latchkey.core.b64 import b64url_decode
@@ -35,6 +34,7 @@ from latchkey.core.verifier import AccessClaims
 from latchkey.service import AuthService, ClientInfo, TokenPair
 from latchkey.settings import Settings
 from latchkey.throttle import FREE_FAILURES
+from support import make_settings
 
 # Marked at collection: the anyio marker tests/conftest.py adds later drops parametrize ids.
 pytestmark = pytest.mark.anyio

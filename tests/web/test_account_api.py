@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import make_settings
 from latchkey.core.clock import ManualClock
 from latchkey.service import AuthService
 from latchkey.settings import Settings
 from latchkey.web import create_app
+from support import make_settings
 
 # Marked at collection: the anyio marker tests/conftest.py adds later drops parametrize ids.
 pytestmark = pytest.mark.anyio
