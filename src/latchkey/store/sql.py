@@ -30,7 +30,8 @@ from .tables import audit_events, sessions, signing_keys, users
 log = logging.getLogger("latchkey.store")
 
 # Errors asyncpg raises unwrapped while connecting ("the database system is shutting down").
-_DRIVER_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: a connection whose protocol state broke when the server went away.
+_DRIVER_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 _KEYS_LOCK = 0x6C6B_6B65  # advisory-lock id for first-key creation ("lkke")
 
 
@@ -82,7 +83,7 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 1.5) -> Asy
         except TimeoutError:
             dbapi_connection.driver_connection.terminate()
             raise
-        except (OSError, *_DRIVER_FAULTS) as exc:
+        except Exception as exc:  # refused, reset, or a connection left in a broken state
             dbapi_connection.driver_connection.terminate()
             raise DisconnectionError() from exc
 
