@@ -24,6 +24,7 @@ from .bootstrap import build_service, prepare
 from .core.errors import LatchkeyError
 from .core.sessions import Session
 from .keystore import new_secret
+from .oauth import OAuthService
 from .service import AuthService
 from .settings import Settings, describe_error
 
@@ -265,6 +266,24 @@ def cmd_keys_secret(_args: argparse.Namespace) -> None:
     print(new_secret())
 
 
+def cmd_clients_add(args: argparse.Namespace) -> None:
+    client, secret = _with_service(lambda service: OAuthService(service).add_client(args.name))
+    print(f"client_id: {client.id}\nclient_secret: {secret}")
+    print(f"latchkey: registered {client.name}; the secret is not shown again", file=sys.stderr)
+
+
+def cmd_clients_list(_args: argparse.Namespace) -> None:
+    clients = _with_service(lambda service: OAuthService(service).list_clients())
+    print(f"{'CLIENT ID':<32}  {'CREATED':<20}  NAME")
+    for client in clients:
+        print(f"{client.id:<32}  {_when(client.created_at):<20}  {_printable(client.name)}")
+
+
+def cmd_clients_remove(args: argparse.Namespace) -> None:
+    _with_service(lambda service: OAuthService(service).remove_client(args.client_id))
+    print(f"removed client {args.client_id}")
+
+
 # --- parser --------------------------------------------------------------------------------
 
 
@@ -348,6 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser("secret", help="print a new random value for LATCHKEY_SECRET_KEY").set_defaults(
         func=cmd_keys_secret
     )
+
+    clients = commands.add_parser(
+        "clients", help="resource servers allowed to introspect tokens"
+    ).add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+    add_client = clients.add_parser("add", help="register one; prints its id and secret once")
+    add_client.add_argument("name", help="what it is, e.g. billing-api")
+    add_client.set_defaults(func=cmd_clients_add)
+    clients.add_parser("list", help="list them (never their secrets)").set_defaults(
+        func=cmd_clients_list
+    )
+    remove_client = clients.add_parser("remove", help="remove one: its secret stops working")
+    remove_client.add_argument("client_id")
+    remove_client.set_defaults(func=cmd_clients_remove)
     return parser
 
 

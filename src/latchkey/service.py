@@ -67,6 +67,7 @@ class TokenPair:
     refresh_token: str
     refresh_expires_in: int
     token_type: str = "Bearer"
+    scope: str = ""  # the access token's; not in as_dict (DESIGN §4), /oauth/token adds it
 
     def __repr__(self) -> str:
         return (
@@ -450,7 +451,11 @@ class AuthService:
         self._log_audit(event)
         return self._pair(session, token, now)
 
-    async def refresh(self, refresh_token: object, client: ClientInfo | None = None) -> TokenPair:
+    async def refresh(
+        self, refresh_token: object, client: ClientInfo | None = None, *, scope: str | None = None
+    ) -> TokenPair:
+        """Rotate. With ``scope``, the new access token carries only those of the session's
+        scopes (RFC 6749 §6 down-scoping); the session keeps the scope granted at login."""
         presented = self._codec.decode(refresh_token)  # forged/tampered: rejected, no lookup
         client = client or ClientInfo()
         now = self.clock.now()
@@ -483,7 +488,7 @@ class AuthService:
                 dataclasses.replace(event, user_id=session.user_id, sid=session.sid),
                 level=logging.DEBUG,
             )
-        return self._pair(session, successor, now)
+        return self._pair(session, successor, now, scope=scope)
 
     async def _after_failed_rotation(
         self, presented: RefreshToken, now: float, client: ClientInfo
@@ -711,11 +716,17 @@ class AuthService:
             batch=self.housekeeping.purge_batch,
         )
 
-    def _pair(self, session: Session, token: RefreshToken, now: float) -> TokenPair:
+    def _pair(
+        self, session: Session, token: RefreshToken, now: float, *, scope: str | None = None
+    ) -> TokenPair:
+        granted = session.scope
+        if scope is not None:  # never more than the session's, whatever was asked
+            wanted = set(scope.split())
+            granted = " ".join(s for s in session.scope.split() if s in wanted)
         access = self.access.issue(
             subject=session.user_id,
             sid=session.sid,
-            scope=session.scope,
+            scope=granted,
             auth_time=int(session.created_at),
         )
         # The session row knows the token's idle expiry (also for a grace replay, whose
@@ -726,7 +737,13 @@ class AuthService:
             expires_in=self.access.ttl,
             refresh_token=self._codec.encode(token),
             refresh_expires_in=max(0, int(refresh_expires_at - now)),
+            scope=granted,
         )
+
+    def parse_refresh_token(self, refresh_token: object) -> RefreshToken:
+        """Parse and authenticate (MAC) a refresh token, with no lookup and no side effect;
+        :class:`RefreshTokenInvalid` for anything the server never issued."""
+        return self._codec.decode(refresh_token)
 
     async def logout_with_refresh_token(
         self, refresh_token: object, client: ClientInfo | None = None

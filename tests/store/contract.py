@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from latchkey.core.audit import AuditEvent, AuditKind
+from latchkey.core.clients import Client
 from latchkey.core.errors import Conflict
 from latchkey.core.keyring import StoredKey
 from latchkey.core.sessions import Rotation, Session
@@ -836,6 +837,63 @@ class StoreContract:
         assert await purge() == 0
         assert await store.list_sessions(None, live_at=T0) == sorted(live, key=lambda s: s.sid)
         assert without_ids(await store.list_audit()) == [recent]
+
+    # --- registered clients (introspection) ----------------------------------------------
+
+    async def test_client_roundtrip(self, store: Store) -> None:
+        """A client added reads back field for field, its secret hash as bytes."""
+        client = make_client(1, name="billing — naïve API")
+        await store.add_client(client)
+        got = await store.client_by_id(client.id)
+        assert got == client
+        assert got is not None
+        assert type(got.secret_hash) is bytes
+
+    async def test_unknown_client_is_none(self, store: Store) -> None:
+        """client_by_id of an id never added returns None."""
+        await store.add_client(make_client(1))
+        assert await store.client_by_id(make_client(2).id) is None
+
+    async def test_duplicate_client_id_conflicts(self, store: Store) -> None:
+        """A second client with the same id raises Conflict and changes nothing."""
+        first = make_client(1)
+        await store.add_client(first)
+        with pytest.raises(Conflict):
+            await store.add_client(make_client(1, name="impostor"))
+        assert await store.list_clients() == [first]
+
+    async def test_list_clients_oldest_first(self, store: Store) -> None:
+        """list_clients returns every client, oldest first; none in a fresh store."""
+        assert await store.list_clients() == []
+        clients = [make_client(seed, created_at=T0 - seed) for seed in (1, 3, 2)]
+        for client in clients:
+            await store.add_client(client)
+        assert await store.list_clients() == sorted(clients, key=lambda c: c.created_at)
+
+    async def test_remove_client(self, store: Store, second_store: Store) -> None:
+        """remove_client deletes one client (seen by every instance) and writes its audit
+        events; removing it again is False and writes none."""
+        gone, kept = make_client(1), make_client(2)
+        added = audit_event(AuditKind.CLIENT_ADDED, reason=f"client {gone.id}")
+        await store.add_client(gone, audit=[added])
+        await store.add_client(kept)
+        removed = audit_event(AuditKind.CLIENT_REMOVED, at=T0 + 1, reason=f"client {gone.id}")
+        assert await store.remove_client(gone.id, audit=[removed]) is True
+        assert await second_store.client_by_id(gone.id) is None
+        assert await second_store.list_clients() == [kept]
+        assert await store.remove_client(gone.id, audit=[removed]) is False
+        assert without_ids(await store.list_audit()) == [removed, added]
+
+
+def make_client(seed: int, **fields: object) -> Client:
+    values: dict[str, object] = {
+        "id": f"{seed:032x}",
+        "name": f"client-{seed}",
+        "secret_hash": fill(seed, 32),
+        "created_at": T0,
+        **fields,
+    }
+    return Client(**values)  # type: ignore[arg-type]
 
 
 def make_stored_key(kid: str, **fields: object) -> StoredKey:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from alembic import command
-from contract import T0, OpenStore, StoreContract, make_session, make_user
+from contract import T0, OpenStore, StoreContract, make_client, make_session, make_user
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from latchkey.core.audit import AuditEvent, AuditKind
@@ -102,5 +102,28 @@ async def test_upgrade_through_0003_keeps_the_data(blank_postgres_url: str) -> N
         assert await store.purge(sessions_before=T0 + 1, audit_before=T0 + 1, batch=10) == 4
         assert await store.list_sessions(None) == []
         assert await store.list_audit() == []
+    finally:
+        await store.close()
+
+
+async def test_upgrade_through_0004_adds_clients(blank_postgres_url: str) -> None:
+    """A 0003 database with a user and a session is upgraded to head with the rows intact,
+    and the clients table works."""
+    store = SqlStore.from_url(blank_postgres_url)
+    try:
+        await upgrade_to(store.engine, "0003")
+        user = make_user("alice")
+        session = make_session(1, user_id=user.id)
+        await store.add_user(user)
+        await store.add_session(session)
+
+        await upgrade(store.engine)
+
+        assert await current_revision(store.engine) == head_revision()
+        assert await store.list_users() == [user]
+        assert await store.get_session(session.sid) == session
+        client = make_client(1)
+        await store.add_client(client)
+        assert await store.client_by_id(client.id) == client
     finally:
         await store.close()

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from contract import T0, OpenStore, StoreContract, make_session, make_stored_key, make_user
+from contract import (
+    T0,
+    OpenStore,
+    StoreContract,
+    make_client,
+    make_session,
+    make_stored_key,
+    make_user,
+)
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -136,5 +144,33 @@ async def test_upgrade_through_0003_keeps_the_data(database_url: str) -> None:
         assert sorted(kinds) == [AuditKind.PASSWORD_CHANGED, AuditKind.SESSION_REVOKED]
         assert await store.purge(sessions_before=T0 + 1, audit_before=T0 - 1, batch=10) == 2
         assert await store.list_sessions(None) == []
+    finally:
+        await store.close()
+
+
+async def test_upgrade_through_0004_adds_clients(database_url: str) -> None:
+    """A 0003 database with users, sessions and audit rows is upgraded to head: the rows are
+    intact and the clients table works."""
+    store = SqlStore.from_url(database_url)
+    try:
+        await upgrade_to(store.engine, "0003")
+        async with store.engine.connect() as conn:
+            assert "clients" not in await conn.run_sync(_tables)
+        user = make_user("alice")
+        session = make_session(1, user_id=user.id)
+        event = AuditEvent(at=T0, kind=AuditKind.LOGIN_OK, user_id=user.id)
+        await store.add_user(user)
+        await store.add_session(session)
+        await store.add_audit([event])
+
+        await upgrade(store.engine)
+
+        assert await current_revision(store.engine) == head_revision()
+        assert await store.list_users() == [user]
+        assert await store.get_session(session.sid) == session
+        assert [e.kind for e in await store.list_audit()] == [AuditKind.LOGIN_OK]
+        client = make_client(1)
+        await store.add_client(client)
+        assert await store.list_clients() == [client]
     finally:
         await store.close()

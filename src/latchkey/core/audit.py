@@ -25,6 +25,8 @@ class AuditKind(enum.StrEnum):
     USER_DISABLED = "user_disabled"
     USER_ENABLED = "user_enabled"
     USER_DELETED = "user_deleted"
+    CLIENT_ADDED = "client_added"  # a resource server registered (`latchkey clients add`)
+    CLIENT_REMOVED = "client_removed"
 
 
 @dataclass(frozen=True, slots=True)

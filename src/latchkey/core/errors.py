@@ -176,3 +176,38 @@ class Conflict(LatchkeyError):
     error = "conflict"
     status_code = 409
     description = "The resource already exists."
+
+
+# --- the OAuth endpoints (/oauth/token, /oauth/revoke, /oauth/introspect) --------------------
+
+
+class RejectedGrant(InvalidGrant):
+    """``invalid_grant`` as the token endpoint answers it: 400, not 401 (RFC 6749 §5.2). A
+    disabled account is one of these there too: §5.2 has no code of its own for it."""
+
+    status_code = 400
+
+
+class UnsupportedGrantType(LatchkeyError):
+    """A ``grant_type`` other than ``refresh_token`` (RFC 6749 §5.2)."""
+
+    error = "unsupported_grant_type"
+    status_code = 400
+    description = "Only grant_type=refresh_token is supported; log in at /auth/login."
+
+
+class InvalidScope(LatchkeyError):
+    """A requested scope that is malformed or exceeds the session's (RFC 6749 §5.2, §6)."""
+
+    error = "invalid_scope"
+    status_code = 400
+    description = "The requested scope is malformed or exceeds the scope of the session."
+
+
+class InvalidClient(LatchkeyError):
+    """Client authentication failed: unknown client, wrong secret or none sent (RFC 6749
+    §5.2). Same body whatever the reason; the response carries a Basic challenge."""
+
+    error = "invalid_client"
+    status_code = 401
+    description = "Client authentication failed."

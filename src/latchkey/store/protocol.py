@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ..core.audit import AuditEvent, AuditKind
+from ..core.clients import Client
 from ..core.keyring import StoredKey
 from ..core.sessions import Rotation, Session
 from ..core.users import User
@@ -124,6 +125,20 @@ class Store(Protocol):
     async def add_signing_key(self, key: StoredKey, *, only_if_none: bool = False) -> bool:
         """Store a key; with ``only_if_none``, only when no unretired key exists (atomic, so
         instances starting together create one first key, not several)."""
+        ...
+
+    async def add_client(self, client: Client, *, audit: Sequence[AuditEvent] = ()) -> None:
+        """Store a registered client; :class:`Conflict` if its id exists already."""
+        ...
+
+    async def client_by_id(self, client_id: str) -> Client | None: ...
+
+    async def list_clients(self) -> list[Client]:
+        """Oldest first."""
+        ...
+
+    async def remove_client(self, client_id: str, *, audit: Sequence[AuditEvent] = ()) -> bool:
+        """Delete a client (its audit events only if it existed); ``False`` if unknown."""
         ...
 
     async def ping(self) -> None: ...

@@ -21,11 +21,12 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..core.audit import AuditEvent, AuditKind
+from ..core.clients import Client
 from ..core.errors import Conflict, ServiceUnavailable
 from ..core.keyring import StoredKey
 from ..core.sessions import Rotation, Session
 from ..core.users import User
-from .tables import audit_events, sessions, signing_keys, users
+from .tables import audit_events, clients, sessions, signing_keys, users
 
 log = logging.getLogger("latchkey.store")
 
@@ -164,6 +165,15 @@ def _session(row: Row[Any]) -> Session:
         scope=row.scope,
         user_agent=row.user_agent,
         address=row.address,
+    )
+
+
+def _client(row: Row[Any]) -> Client:
+    return Client(
+        id=row.client_id,
+        name=row.name,
+        secret_hash=bytes(row.secret_hash),
+        created_at=row.created_at,
     )
 
 
@@ -522,6 +532,43 @@ class SqlStore:
             ).where(~live.exists())
             result = await conn.execute(signing_keys.insert().from_select(list(values), source))
             return bool(result.rowcount)
+
+    # --- registered clients ----------------------------------------------------------------
+
+    async def add_client(self, client: Client, *, audit: Sequence[AuditEvent] = ()) -> None:
+        values = {
+            "client_id": client.id,
+            "name": client.name,
+            "secret_hash": client.secret_hash,
+            "created_at": client.created_at,
+        }
+        try:
+            async with self._begin() as conn:
+                await conn.execute(clients.insert().values(**values))
+                await _audit(conn, audit)
+        except IntegrityError as exc:
+            raise Conflict("A client with this id exists already.") from exc
+
+    async def client_by_id(self, client_id: str) -> Client | None:
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(select(clients).where(clients.c.client_id == client_id))
+            ).first()
+        return None if row is None else _client(row)
+
+    async def list_clients(self) -> list[Client]:
+        c = clients.c
+        async with self._begin() as conn:
+            rows = (await conn.execute(select(clients).order_by(c.created_at, c.client_id))).all()
+        return [_client(row) for row in rows]
+
+    async def remove_client(self, client_id: str, *, audit: Sequence[AuditEvent] = ()) -> bool:
+        async with self._begin() as conn:
+            result = await conn.execute(delete(clients).where(clients.c.client_id == client_id))
+            if not result.rowcount:
+                return False
+            await _audit(conn, audit)
+        return True
 
     async def ping(self) -> None:
         async with self._begin() as conn:

@@ -86,3 +86,13 @@ audit_events = Table(
     Index("ix_audit_events_at", "at"),
     Index("ix_audit_events_user_id_at", "user_id", "at"),
 )
+
+# Registered clients (resource servers that introspect tokens); only a hash of each secret.
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("secret_hash", LargeBinary(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -36,6 +36,7 @@ from .bodies import (
     read_json,
 )
 from .errors import NO_STORE, on_http_error, on_latchkey_error, on_unexpected
+from .oauth import OAUTH_ROUTES
 from .openapi import docs_html, openapi_spec
 from .ops import OPS_ROUTES
 
@@ -144,11 +145,23 @@ async def metadata(request: Request) -> Response:
 
 
 def server_metadata(service: AuthService) -> dict[str, Any]:
-    """RFC 8414 §2 metadata: what this server really offers."""
+    """RFC 8414 §2 metadata: what this server really offers. No authorization endpoint, so
+    no response types; the only grant is refresh_token (password login is /auth/login, not
+    the OAuth password grant). Scopes are whatever operators give users: not listed."""
     issuer = service.issuer_name
     return {
         "issuer": issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "token_endpoint_auth_methods_supported": ["none"],  # public clients
+        "grant_types_supported": ["refresh_token"],
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "response_types_supported": [],
         "access_token_signing_alg_values_supported": sorted({key.alg for key in service.keys}),
         "login_endpoint": f"{issuer}/auth/login",
@@ -241,7 +254,7 @@ def create_app(
             await active.close()
 
     app = Starlette(
-        routes=[*ROUTES, *OPS_ROUTES],
+        routes=[*ROUTES, *OAUTH_ROUTES, *OPS_ROUTES],
         middleware=[
             Middleware(RequestIdMiddleware),  # outermost: every log line carries the id
             Middleware(MetricsMiddleware, metrics=metrics),

@@ -90,6 +90,18 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise InvalidRequest("The request body must be JSON (Content-Type: application/json).")
+    body = await read_limited(request, limit)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return data
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused (413) once it is past ``limit`` bytes, declared or streamed."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if _DIGITS.fullmatch(declared) is None:
@@ -101,13 +113,7 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         body += chunk
         if len(body) > limit:
             raise RequestTooLarge()
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise InvalidRequest("The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return data
+    return bytes(body)
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:

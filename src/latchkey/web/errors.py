@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..core.errors import (
     InsufficientScope,
+    InvalidClient,
     InvalidToken,
     LatchkeyError,
     ServiceUnavailable,
@@ -26,6 +27,8 @@ def error_response(error: LatchkeyError) -> JSONResponse:
     headers = dict(NO_STORE)
     if isinstance(error, InvalidToken | InsufficientScope):
         headers["WWW-Authenticate"] = challenge(error)  # RFC 6750 §3
+    elif isinstance(error, InvalidClient):
+        headers["WWW-Authenticate"] = 'Basic realm="latchkey"'  # RFC 6749 §5.2, RFC 7617
     if isinstance(error, ServiceUnavailable):
         headers["Retry-After"] = "1"
     elif isinstance(error, TooManyRequests):

@@ -21,8 +21,21 @@ from .bodies import (
     SessionsResponse,
     TokenResponse,
 )
+from .forms import (
+    FORM,
+    IntrospectForm,
+    IntrospectionResponse,
+    OAuthTokenResponse,
+    RevokeForm,
+    TokenForm,
+)
 
 _MODELS: list[type[BaseModel]] = [
+    TokenForm,
+    RevokeForm,
+    IntrospectForm,
+    OAuthTokenResponse,
+    IntrospectionResponse,
     LoginRequest,
     RefreshRequest,
     LogoutRequest,
@@ -43,6 +56,10 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
 def _json(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
     schema = model if isinstance(model, dict) else _ref(model)
     return {"content": {"application/json": {"schema": schema}}}
+
+
+def _form(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {FORM: {"schema": _ref(model)}}}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -169,6 +186,55 @@ def _operations() -> dict[str, dict[str, Any]]:
                 },
             }
         },
+        "/oauth/token": {
+            "post": {
+                "summary": "OAuth token endpoint: grant_type=refresh_token (RFC 6749 §6)",
+                "description": "The rules of /auth/refresh (rotation, grace window, reuse "
+                "detection) with OAuth's form body and errors. Public clients: no client "
+                "authentication; a client_id is ignored. `scope` may narrow the new access "
+                "token's scope, never widen it. There is no password grant: log in at "
+                "/auth/login.",
+                "requestBody": _form(TokenForm),
+                "responses": {
+                    "200": {"description": "Tokens (RFC 6749 §5.1)", **_json(OAuthTokenResponse)},
+                    "400": _error(
+                        "invalid_request: not a form, a parameter missing or repeated; "
+                        "unsupported_grant_type; invalid_grant: invalid, expired, revoked or "
+                        "reused refresh token, or disabled account; invalid_scope"
+                    ),
+                    "413": _error("Body too large"),
+                },
+            }
+        },
+        "/oauth/revoke": {
+            "post": {
+                "summary": "Revoke a refresh or access token: its session ends (RFC 7009)",
+                "description": "Public clients: no client authentication. Unknown, invalid or "
+                "expired tokens get the same 200 (RFC 7009 §2.2).",
+                "requestBody": _form(RevokeForm),
+                "responses": {
+                    "200": {"description": "Revoked, or nothing to revoke (empty body)"},
+                    "400": _error("invalid_request: not a form, token missing or repeated"),
+                    "413": _error("Body too large"),
+                },
+            }
+        },
+        "/oauth/introspect": {
+            "post": {
+                "summary": "Token introspection for resource servers (RFC 7662)",
+                "description": "Needs a registered client's credentials (`latchkey clients "
+                "add`): HTTP Basic or client_id/client_secret in the form. Anything "
+                'invalid, expired or revoked is `{"active": false}`.',
+                "security": [{"client_basic": []}, {}],
+                "requestBody": _form(IntrospectForm),
+                "responses": {
+                    "200": {"description": "Introspection", **_json(IntrospectionResponse)},
+                    "400": _error("invalid_request: not a form, token missing or repeated"),
+                    "401": _error("invalid_client: no, unknown or wrong client credentials"),
+                    "413": _error("Body too large"),
+                },
+            }
+        },
         "/.well-known/jwks.json": {
             "get": {
                 "summary": "Public keys that verify access tokens (RFC 7517)",
@@ -232,7 +298,8 @@ def openapi_spec(server_url: str) -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "client_basic": {"type": "http", "scheme": "basic"},
             },
         },
     }
@@ -257,10 +324,10 @@ def docs_html(spec: dict[str, Any]) -> str:
             if "description" in op:
                 parts.append(f"<p>{e(op['description'])}</p>")
             if "requestBody" in op:
-                schema = op["requestBody"]["content"]["application/json"]["schema"]
+                media_type, content = next(iter(op["requestBody"]["content"].items()))
                 parts.append(
-                    "<p>Request body:</p><pre>"
-                    + e(json.dumps(_resolve(spec, schema), indent=2))
+                    f"<p>Request body (<code>{e(media_type)}</code>):</p><pre>"
+                    + e(json.dumps(_resolve(spec, content["schema"]), indent=2))
                     + "</pre>"
                 )
             parts.append(

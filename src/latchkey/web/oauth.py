@@ -1,0 +1,93 @@
+"""The OAuth endpoints: ``/oauth/token`` (RFC 6749 §6), ``/oauth/revoke`` (RFC 7009) and
+``/oauth/introspect`` (RFC 7662). Form bodies in, JSON out; they only translate HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..core.clients import Client, parse_basic
+from ..core.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
+from ..oauth import OAuthService
+from ..service import AuthService, ClientInfo, TokenPair
+from .bodies import parse
+from .errors import NO_STORE
+from .forms import IntrospectForm, RevokeForm, TokenForm, read_form
+
+
+def _oauth(request: Request) -> OAuthService:
+    service: AuthService = request.app.state.service
+    return OAuthService(service)
+
+
+def _client(request: Request) -> ClientInfo:
+    return ClientInfo(
+        user_agent=request.headers.get("user-agent"),
+        address=request.client.host if request.client else None,
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    return await read_form(request, request.app.state.max_body)
+
+
+def token_response(pair: TokenPair) -> dict[str, Any]:
+    """RFC 6749 §5.1; ``scope`` always said when there is one (it may be narrower than the
+    session's), omitted when the token has none."""
+    body = pair.as_dict()
+    if pair.scope:
+        body["scope"] = pair.scope
+    return body
+
+
+async def token(request: Request) -> Response:
+    form = await _form(request)
+    grant_type = form.get("grant_type")
+    if grant_type is None:
+        raise InvalidRequest("grant_type: Field required.")
+    if grant_type != "refresh_token":  # password login is /auth/login, not a grant here
+        raise UnsupportedGrantType()
+    body = parse(TokenForm, form)
+    pair = await _oauth(request).refresh_grant(body.refresh_token, body.scope, _client(request))
+    return JSONResponse(token_response(pair), headers=NO_STORE)  # RFC 6749 §5.1
+
+
+async def revoke(request: Request) -> Response:
+    body = parse(RevokeForm, await _form(request))
+    await _oauth(request).revoke(body.token, _client(request))
+    return Response(status_code=200, headers=NO_STORE)  # RFC 7009 §2.2: whatever the token
+
+
+async def _authenticated(request: Request, oauth: OAuthService, form: dict[str, str]) -> Client:
+    """The calling resource server: ``client_secret_basic`` or ``client_secret_post``, never
+    both (RFC 6749 §2.3); none at all is ``invalid_client`` (RFC 7662 §2.1)."""
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        if "client_secret" in form:
+            raise InvalidRequest("Use one client authentication method, not two.")
+        client_id, secret = parse_basic(authorization)
+        if form.get("client_id", client_id) != client_id:
+            raise InvalidRequest("client_id differs from the one in the Authorization header.")
+    else:
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if not client_id or not secret:
+            raise InvalidClient()
+    return await oauth.authenticate(client_id, secret)
+
+
+async def introspect(request: Request) -> Response:
+    form = await _form(request)
+    oauth = _oauth(request)
+    await _authenticated(request, oauth, form)
+    body = parse(IntrospectForm, form)
+    return JSONResponse(await oauth.introspect(body.token), headers=NO_STORE)
+
+
+OAUTH_ROUTES = [
+    Route("/oauth/token", token, methods=["POST"]),
+    Route("/oauth/revoke", revoke, methods=["POST"]),
+    Route("/oauth/introspect", introspect, methods=["POST"]),
+]
