@@ -151,3 +151,23 @@ def test_unreadable_signing_key_file_is_one_line(
     assert main(["migrate"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "PEM" in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`latchkey keys list | head -0`: the reader is gone before the first line; the command
+    ends without a traceback (BrokenPipeError handled as the Python docs advise)."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, **CHEAP, "LATCHKEY_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "latchkey.cli", "keys", "list"]
+    assert subprocess.run(command, env=environment, capture_output=True).returncode == 0
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody will read: every write to the pipe fails with EPIPE
+    try:
+        done = subprocess.run(command, env=environment, stdout=writer, stderr=subprocess.PIPE)
+    finally:
+        os.close(writer)
+    assert b"Traceback" not in done.stderr, done.stderr.decode()
+    assert done.returncode == 141

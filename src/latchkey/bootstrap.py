@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .core.clock import Clock, SystemClock
-from .core.keyring import KeyRing
+from .core.keyring import KeyRing, KeyTimes
 from .core.passwords import Argon2Parameters, PasswordHasher
 from .core.refresh import RefreshTokenCodec
 from .core.sealing import Sealer, derive
@@ -14,7 +14,7 @@ from .core.sessions import SessionPolicy
 from .events import Events, NullEvents
 from .keystore import load_or_create_secret, load_signing_key, parse_secret
 from .revocation import LocalRevocations, Revocations
-from .service import AuthService, Housekeeping, ThrottleLimits
+from .service import AuthService, Housekeeping, KeyRotation, ThrottleLimits
 from .settings import Settings
 from .store import migrate
 from .store.sql import SqlStore
@@ -51,7 +51,16 @@ def build_service(
         store=SqlStore.from_url(
             settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
         ),
-        keyring=KeyRing(sealer),
+        keyring=KeyRing(
+            sealer,
+            clock=clock,
+            times=KeyTimes(
+                token_lifetime=settings.access_ttl,
+                leeway=settings.leeway,
+                # An instance learns of a new key at its next reload; allow one late reload.
+                propagation=2 * settings.key_refresh_interval,
+            ),
+        ),
         sealer=sealer,
         refresh_codec=RefreshTokenCodec(refresh_secret),
         hasher=PasswordHasher(
@@ -84,6 +93,9 @@ def build_service(
             registrations=settings.throttle_registrations,
         ),
         allow_registration=settings.allow_registration,
+        key_rotation=KeyRotation(
+            prepublish=settings.key_prepublish, interval=settings.key_rotation_interval
+        ),
         housekeeping=Housekeeping(
             audit_retention=settings.audit_retention,
             audit_refreshes=settings.audit_refreshes,

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from .bootstrap import build_service, prepare
 from .core.errors import LatchkeyError
+from .core.keyring import KeyState, KeyStatus
 from .core.sessions import Session
 from .keystore import new_secret
 from .oauth import OAuthService
@@ -242,24 +243,53 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:80]
 
 
-def cmd_keys_list(_args: argparse.Namespace) -> None:
-    async def work(service: AuthService) -> list[tuple[str, str, str, str]]:
-        now = service.clock.now()
-        signing = service.keys.signing.kid
-        rows = []
-        for key in sorted(service.keys.stored, key=lambda k: k.created_at):
-            if key.kid == signing:
-                state = "signing"
-            elif key.activates_at > now:
-                state = "pending"
-            else:
-                state = "published"
-            rows.append((key.kid, key.alg, state, _when(key.created_at)))
-        return rows
+def _maybe_when(timestamp: float | None) -> str:
+    return "-" if timestamp is None else _when(timestamp)
 
-    print(f"{'KID':<44} {'ALG':<6} {'STATE':<10} CREATED")
-    for kid, alg, state, created in _with_service(work):
-        print(f"{kid:<44} {alg:<6} {state:<10} {created}")
+
+def cmd_keys_list(_args: argparse.Namespace) -> None:
+    async def work(service: AuthService) -> list[KeyStatus]:
+        return service.keys.status()
+
+    print(
+        f"{'KID':<44} {'ALG':<6} {'STATE':<10} {'CREATED':<20}  {'ACTIVATES':<20}  "
+        f"{'RETIRES':<20}  DROPPED AFTER"
+    )
+    for status in _with_service(work):
+        key = status.key
+        print(
+            f"{key.kid:<44} {key.alg:<6} {status.state.value:<10} {_when(key.created_at):<20}  "
+            f"{_when(key.activates_at):<20}  {_maybe_when(status.retires_at):<20}  "
+            f"{_maybe_when(status.dropped_after)}"
+        )
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> None:
+    if args.drop_previous and not args.immediately:
+        raise CommandError("--drop-previous needs --immediately (the new key must sign now)")
+
+    async def work(service: AuthService) -> tuple[str, list[KeyStatus], float]:
+        kid = await service.rotate_keys(
+            immediately=args.immediately, drop_previous=args.drop_previous
+        )
+        return kid, service.keys.status(), service.clock.now()
+
+    kid, statuses, now = _with_service(work)
+    new = next(status for status in statuses if status.key.kid == kid)
+    wait = new.key.activates_at - now
+    signs = f"from {_when(new.key.activates_at)} (in {wait:.0f} s)" if wait > 0 else "now"
+    print(f"new key {kid} ({new.key.alg}): published now, signs {signs}")
+    for status in statuses:
+        key = status.key
+        if key.kid == kid:
+            continue
+        if status.published and status.retires_at is not None:
+            print(
+                f"key {key.kid}: signs until {_when(status.retires_at)}, "
+                f"published until {_maybe_when(status.dropped_after)}"
+            )
+        elif status.state is KeyState.WITHDRAWN and (key.retired_at or 0) >= new.key.created_at:
+            print(f"key {key.kid}: withdrawn now, the tokens it signed are refused")
 
 
 def cmd_keys_secret(_args: argparse.Namespace) -> None:
@@ -363,7 +393,29 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="signing keys").add_subparsers(
         dest="keys_command", required=True, metavar="ACTION"
     )
-    keys.add_parser("list", help="list keys").set_defaults(func=cmd_keys_list)
+    keys.add_parser(
+        "list", help="list keys: state (pending, signing, retiring, dropped) and their dates"
+    ).set_defaults(func=cmd_keys_list)
+    rotate = keys.add_parser(
+        "rotate",
+        help="add a new signing key: published now, signing after LATCHKEY_KEY_PREPUBLISH",
+        description="Add a new key of LATCHKEY_SIGNING_ALG. It is in the JWKS at once and signs "
+        "from LATCHKEY_KEY_PREPUBLISH on; the key it replaces verifies until the tokens it "
+        "signed have expired. Running servers pick it up without a restart. See docs/keys.md.",
+    )
+    rotate.add_argument(
+        "--immediately",
+        action="store_true",
+        help="sign with it now (after a key compromise): APIs whose JWKS cache predates it "
+        "refuse its tokens until they refetch",
+    )
+    rotate.add_argument(
+        "--drop-previous",
+        action="store_true",
+        help="with --immediately: withdraw every other key now; the access tokens they "
+        "signed are refused at once (clients refresh to get new ones)",
+    )
+    rotate.set_defaults(func=cmd_keys_rotate)
     keys.add_parser("secret", help="print a new random value for LATCHKEY_SECRET_KEY").set_defaults(
         func=cmd_keys_secret
     )
@@ -393,6 +445,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `latchkey audit | head`: the reader left. Point stdout at devnull so that the
+        # interpreter's final flush does not fail again (Python docs, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

@@ -22,6 +22,7 @@ from .core.audit import AuditEvent, AuditKind
 from .core.clock import Clock
 from .core.errors import (
     AccountDisabled,
+    ConfigurationError,
     InvalidCredentials,
     NotFound,
     RefreshTokenExpired,
@@ -57,6 +58,7 @@ from .throttle import LocalThrottle, Throttle
 log = logging.getLogger("latchkey.service")
 audit_log = logging.getLogger("latchkey.audit")
 _FEED_OVERLAP = 5.0  # seconds the revocation feed reads back past the newest entry seen
+_KEY_ROW_RETENTION = 86400.0  # a dropped key's row is deleted this long after it was dropped
 T = TypeVar("T")
 
 
@@ -98,6 +100,14 @@ class Housekeeping:
     audit_retention: int = 90 * 86400  # seconds an audit event is kept
     audit_refreshes: bool = True  # one audit row per refresh (the log line is always written)
     purge_batch: int = 500  # rows deleted per purge transaction
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRotation:
+    """When new signing keys sign (docs/keys.md)."""
+
+    prepublish: int = 600  # seconds a new key is in the JWKS before it signs (> JWKS max-age)
+    interval: int = 0  # rotate when the newest key is this many seconds old; 0: never
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +165,7 @@ class AuthService:
         password_policy: PasswordPolicy | None = None,
         allow_registration: bool = False,
         housekeeping: Housekeeping | None = None,
+        key_rotation: KeyRotation | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -167,6 +178,7 @@ class AuthService:
         self.password_policy = password_policy or PasswordPolicy()
         self.allow_registration = allow_registration
         self.housekeeping = housekeeping or Housekeeping()
+        self.key_rotation = key_rotation or KeyRotation()
         self._revocations_seen: float | None = None  # cursor of sync_revocations
         self._codec = refresh_codec
         self._sealer = sealer
@@ -224,6 +236,72 @@ class AuthService:
                 )
                 stored = await self.store.list_signing_keys()
         self.keys.load(stored, now)
+        await self._delete_dropped_keys(now)
+
+    async def _delete_dropped_keys(self, now: float) -> None:
+        """Delete the rows (private keys) of keys dropped a day ago. The day covers clock skew
+        between instances (none deletes a key another still accepts) and lets `keys list`
+        show what was dropped. An imported key's row stays, so it is not imported again."""
+        imported = self._imported_key.kid if self._imported_key else None
+        gone = [
+            status.key.kid
+            for status in self.keys.status()
+            if not status.published
+            and status.dropped_after is not None
+            and status.dropped_after + _KEY_ROW_RETENTION <= now
+            and status.key.kid != imported
+        ]
+        if gone and await self.store.delete_signing_keys(gone):
+            log.info("deleted dropped signing keys %s", ", ".join(gone))
+
+    async def rotate_keys(self, *, immediately: bool = False, drop_previous: bool = False) -> str:
+        """``latchkey keys rotate``: store a new key of LATCHKEY_SIGNING_ALG, published at
+        once, signing from LATCHKEY_KEY_PREPUBLISH on (``immediately``: from now, for a
+        compromise; caches that have not refetched the JWKS fail its tokens until they do).
+        The key it replaces keeps verifying until its tokens have expired (core/keyring.py).
+        ``drop_previous`` withdraws every other key at once (implies ``immediately``): the
+        tokens they signed fail from now on. Returns the new kid."""
+        immediately = immediately or drop_previous
+        mode = "immediate" if immediately else "scheduled"
+        kid = await self._add_key(None if immediately else self.key_rotation.prepublish, mode)
+        if kid is None:  # never: the insert has no condition
+            raise ConfigurationError("the new signing key was not stored")
+        if drop_previous:
+            for old in await self.store.withdraw_signing_keys(keep=kid, at=self.clock.now()):
+                await self._key_event(f"withdrawn: {old}")  # one row each: reason is short
+        await self.load_keys()
+        return kid
+
+    async def rotate_keys_if_due(self) -> str | None:
+        """Automatic rotation (LATCHKEY_KEY_ROTATION_INTERVAL): a new key when the newest one
+        is that old. Any number of instances may run this at once: one conditional insert in
+        the store decides, so one key is added. The new kid, or ``None``."""
+        interval = self.key_rotation.interval
+        newest = max((status.key.created_at for status in self.keys.status()), default=None)
+        if not interval or newest is None or self.clock.now() - newest < interval:
+            return None
+        kid = await self._add_key(self.key_rotation.prepublish, "automatic", interval=interval)
+        if kid is not None:
+            await self.load_keys()
+        return kid
+
+    async def _add_key(
+        self, prepublish: int | None, mode: str, *, interval: int | None = None
+    ) -> str | None:
+        # RFC 8725 §3.5: keys from the OS CSPRNG (cryptography); RSA generation is slow.
+        key = await self._off_loop(SigningKey.generate, self._signing_alg)
+        now = self.clock.now()
+        activates_at = now if prepublish is None else now + prepublish
+        stored = StoredKey.seal(key, self._sealer, now=now, activates_at=activates_at)
+        since = None if interval is None else now - interval
+        if not await self.store.add_signing_key(stored, only_if_none_after=since):
+            return None  # another instance rotated first
+        await self._key_event(f"{mode}: {key.kid}")
+        return key.kid
+
+    async def _key_event(self, reason: str) -> None:
+        event = AuditEvent(at=self.clock.now(), kind=AuditKind.KEY_ROTATED, reason=reason)
+        await self._record(event)
 
     # --- users ---------------------------------------------------------------------------
 

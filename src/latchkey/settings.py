@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     refresh_secret: SecretStr | None = None
     secret_key: SecretStr | None = None
     key_refresh_interval: Duration = Field(default=5, ge=1, le=3600)
+    # Published this long before it signs: longer than the JWKS max-age (300 s), docs/keys.md.
+    key_prepublish: Duration = Field(default=600, ge=0, le=30 * 86400)
+    key_rotation_interval: Duration = Field(default=0, ge=0, le=3650 * 86400)  # 0: off
     revocation_poll_interval: float = Field(default=1.0, gt=0, le=60)
     purge_interval: Duration = Field(default=60, ge=1, le=86400)
     audit_retention: Duration = Field(default=90 * 86400, ge=3600)
@@ -91,6 +94,12 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.refresh_ttl > self.session_ttl:
             raise ValueError("LATCHKEY_REFRESH_TTL must not exceed LATCHKEY_SESSION_TTL")
+        if 0 < self.key_rotation_interval <= self.key_prepublish:
+            # Each new key would be superseded before it ever signed.
+            raise ValueError(
+                "LATCHKEY_KEY_ROTATION_INTERVAL must be longer than LATCHKEY_KEY_PREPUBLISH "
+                "(or 0: no automatic rotation)"
+            )
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'latchkey.db'}"
         elif not self.database_url.startswith(_DATABASE_SCHEMES):

@@ -373,6 +373,40 @@ class StoreContract:
         assert await store.add_signing_key(make_stored_key("new"), only_if_none=True)
         assert not await store.add_signing_key(make_stored_key("newer"), only_if_none=True)
 
+    async def test_scheduled_rotation_adds_one_key(self, store: Store, second_store: Store) -> None:
+        """Of many concurrent "rotate unless a key was created after" calls on two instances,
+        one stores a key; a key created at the threshold does not count."""
+        since = T0 + 90 * DAY
+        await store.add_signing_key(make_stored_key("old", created_at=since))
+        results = await asyncio.gather(
+            *(
+                (store, second_store)[i % 2].add_signing_key(
+                    make_stored_key(f"k{i}", created_at=since + 1), only_if_none_after=since
+                )
+                for i in range(10)
+            )
+        )
+        assert sum(results) == 1
+        assert len(await second_store.list_signing_keys()) == 2
+
+    async def test_delete_signing_keys_spares_the_newest(self, store: Store) -> None:
+        """Listed keys are deleted, never the most recently created key of all."""
+        for i in range(3):
+            await store.add_signing_key(make_stored_key(f"k{i}", created_at=T0 + i))
+        assert await store.delete_signing_keys([]) == 0
+        assert await store.delete_signing_keys(["k0", "k2", "unknown"]) == 1
+        assert sorted(key.kid for key in await store.list_signing_keys()) == ["k1", "k2"]
+
+    async def test_withdraw_signing_keys_keeps_one(self, store: Store) -> None:
+        """Every key but the one kept gets retired_at; nothing happens if that one is unknown."""
+        await store.add_signing_key(make_stored_key("a"))
+        await store.add_signing_key(make_stored_key("b", retired_at=T0 - 1))
+        await store.add_signing_key(make_stored_key("c", created_at=T0 + 1))
+        assert await store.withdraw_signing_keys(keep="missing", at=T0 + 5) == []
+        assert await store.withdraw_signing_keys(keep="c", at=T0 + 5) == ["a"]
+        retired = {key.kid: key.retired_at for key in await store.list_signing_keys()}
+        assert retired == {"a": T0 + 5, "b": T0 - 1, "c": None}
+
     # --- audit written with the change, and only when it happened ------------------------
 
     async def test_add_user_writes_its_audit_events(self, store: Store) -> None:

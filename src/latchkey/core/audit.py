@@ -27,6 +27,7 @@ class AuditKind(enum.StrEnum):
     USER_DELETED = "user_deleted"
     CLIENT_ADDED = "client_added"  # a resource server registered (`latchkey clients add`)
     CLIENT_REMOVED = "client_removed"
+    KEY_ROTATED = "key_rotated"  # a new signing key (`latchkey keys rotate`, or on schedule)
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,9 +122,23 @@ class Store(Protocol):
 
     async def list_signing_keys(self) -> list[StoredKey]: ...
 
-    async def add_signing_key(self, key: StoredKey, *, only_if_none: bool = False) -> bool:
+    async def add_signing_key(
+        self, key: StoredKey, *, only_if_none: bool = False, only_if_none_after: float | None = None
+    ) -> bool:
         """Store a key; with ``only_if_none``, only when no unretired key exists (atomic, so
-        instances starting together create one first key, not several)."""
+        instances starting together create one first key, not several); with
+        ``only_if_none_after``, only when no key was created after that time (atomic, so
+        instances rotating on a schedule together add one key, not several)."""
+        ...
+
+    async def delete_signing_keys(self, kids: Sequence[str]) -> int:
+        """Delete these keys, except the most recently created key of all (the table never
+        empties this way); how many went."""
+        ...
+
+    async def withdraw_signing_keys(self, *, keep: str, at: float) -> list[str]:
+        """Set ``retired_at`` to ``at`` on every key but ``keep`` not withdrawn by then; the
+        kids withdrawn. Nothing happens unless ``keep`` exists."""
         ...
 
     async def add_client(self, client: Client, *, audit: Sequence[AuditEvent] = ()) -> None:

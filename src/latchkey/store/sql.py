@@ -510,7 +510,10 @@ class SqlStore:
             for row in rows
         ]
 
-    async def add_signing_key(self, key: StoredKey, *, only_if_none: bool = False) -> bool:
+    async def add_signing_key(
+        self, key: StoredKey, *, only_if_none: bool = False, only_if_none_after: float | None = None
+    ) -> bool:
+        c = signing_keys.c
         values = {
             "kid": key.kid,
             "alg": key.alg,
@@ -519,19 +522,48 @@ class SqlStore:
             "activates_at": key.activates_at,
             "retired_at": key.retired_at,
         }
+        unless = []  # one INSERT … SELECT … WHERE NOT EXISTS: the check and the write are one
+        if only_if_none:
+            unless.append(select(c.kid).where(c.retired_at.is_(None)).exists())
+        if only_if_none_after is not None:
+            unless.append(select(c.kid).where(c.created_at > only_if_none_after).exists())
         async with self._begin() as conn:
-            if not only_if_none:
+            if not unless:
                 await conn.execute(signing_keys.insert().values(**values))
                 return True
             if self.is_postgresql:
-                # Serialise first-key creation across instances for this transaction.
+                # Serialise conditional key creation across instances for this transaction
+                # (READ COMMITTED would let two such INSERTs both see no row).
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _KEYS_LOCK})
-            live = select(signing_keys.c.kid).where(signing_keys.c.retired_at.is_(None))
             source = select(
-                *[literal(v, type_=signing_keys.c[k].type).label(k) for k, v in values.items()]
-            ).where(~live.exists())
+                *[literal(v, type_=c[k].type).label(k) for k, v in values.items()]
+            ).where(*[~exists for exists in unless])
             result = await conn.execute(signing_keys.insert().from_select(list(values), source))
             return bool(result.rowcount)
+
+    async def delete_signing_keys(self, kids: Sequence[str]) -> int:
+        if not kids:
+            return 0
+        c = signing_keys.c
+        newest = select(c.kid).order_by(c.created_at.desc(), c.kid.desc()).limit(1)
+        async with self._begin() as conn:
+            result = await conn.execute(
+                delete(signing_keys).where(c.kid.in_(list(kids)), c.kid != newest.scalar_subquery())
+            )
+        return int(result.rowcount)
+
+    async def withdraw_signing_keys(self, *, keep: str, at: float) -> list[str]:
+        c = signing_keys.c
+        async with self._begin() as conn:
+            if (await conn.execute(select(c.kid).where(c.kid == keep))).first() is None:
+                return []
+            result = await conn.execute(
+                update(signing_keys)
+                .where(c.kid != keep, (c.retired_at.is_(None)) | (c.retired_at > at))
+                .values(retired_at=at)
+                .returning(c.kid)
+            )
+            return sorted(row.kid for row in result)
 
     # --- registered clients ----------------------------------------------------------------
 

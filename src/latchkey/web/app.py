@@ -134,7 +134,9 @@ async def register(request: Request) -> Response:
 
 
 async def jwks(request: Request) -> Response:
-    # RFC 7517 §5; cacheable, so that resource servers do not fetch it per request.
+    # RFC 7517 §5; cacheable, so that resource servers do not fetch it per request. Keep the
+    # max-age below LATCHKEY_KEY_PREPUBLISH (600 s): a rotated key is then in every cached
+    # copy before it signs (docs/keys.md).
     return JSONResponse(_service(request).jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
@@ -212,6 +214,10 @@ async def _every(interval: float, what: str, work: Callable[[], Awaitable[object
             await work()
         except LatchkeyError as exc:
             log.warning("%s failed: %s", what, exc.description)
+        except Exception:
+            # Not expected; the task must outlive it all the same, or keys, revocations and
+            # purges would silently stop for the rest of the process's life.
+            log.exception("%s failed", what)
 
 
 async def _purge(service: AuthService) -> None:
@@ -245,6 +251,12 @@ def create_app(
             _every(settings.revocation_poll_interval, "revocation feed", active.sync_revocations),
             _every(settings.purge_interval, "purge", lambda: _purge(active)),
         ]
+        if settings.key_rotation_interval:
+            # A new key when the newest is LATCHKEY_KEY_ROTATION_INTERVAL old (one instance
+            # adds it: a conditional insert decides); the others load it at their next reload.
+            tasks.append(
+                _every(settings.key_refresh_interval, "key rotation", active.rotate_keys_if_due)
+            )
         running = [asyncio.create_task(task) for task in tasks]
         try:
             yield
