@@ -1,0 +1,470 @@
+"""An ``httpx.Auth`` for latchkey: bearer access tokens, refreshed in time, one refresh at a time.
+
+    with httpx.Client(base_url="https://api.example.com") as client:
+        client.auth = LatchkeyAuth.login(client, "https://auth.example.com", "alice", password)
+        client.get("/notes")
+
+The same object works with ``httpx.Client`` (threads) and ``httpx.AsyncClient`` (tasks).
+Refreshes go to ``POST {base_url}/auth/refresh`` through the ``client`` given at construction,
+past its auth (so never through this one again: no recursion), or through a short-lived
+client of their own. See docs/client.md.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import anyio
+import httpx
+
+from .core.errors import LatchkeyError
+
+__all__ = ["LatchkeyAuth", "LoginFailed", "OnRefresh", "RefreshFailed", "Tokens"]
+
+log = logging.getLogger("latchkey.client")
+
+_HIDDEN = "'**********'"
+# One challenge of a WWW-Authenticate value names the Bearer scheme (RFC 6750 §3, RFC 9110 §11.6.1).
+_BEARER_CHALLENGE = re.compile(r"(?:^|,)\s*bearer(?=[\s,]|$)", re.IGNORECASE)
+# A refused refresh with these statuses cannot succeed later: the caller must log in again.
+_PERMANENT = frozenset({400, 401, 403})
+_NO_AUTH = httpx.Auth()  # sends a request as it is: logins and refreshes never pass this auth
+
+
+@dataclass(frozen=True, repr=False)
+class Tokens:
+    """The tokens an auth holds. Times are Unix seconds by the auth's clock; ``None`` when
+    unknown. The ``repr`` hides the tokens themselves."""
+
+    refresh_token: str
+    access_token: str | None = None
+    expires_at: float | None = None  # the access token's expiry
+    refresh_expires_at: float | None = None  # the session ends if not refreshed by then
+
+    @classmethod
+    def from_pair(cls, pair: Mapping[str, Any], received_at: float) -> Tokens:
+        """Tokens from a token-pair body; ``received_at`` is the clock just before the request
+        was sent, so expiries are never later than the server's."""
+        access, refresh = pair.get("access_token"), pair.get("refresh_token")
+        expires_in = _seconds(pair.get("expires_in"))
+        refresh_expires_in = _seconds(pair.get("refresh_expires_in"))
+        if (
+            not isinstance(access, str)
+            or not access
+            or not isinstance(refresh, str)
+            or not refresh
+            or str(pair.get("token_type", "Bearer")).lower() != "bearer"
+            or expires_in is None
+        ):
+            raise ValueError("not a token pair")
+        return cls(
+            refresh_token=refresh,
+            access_token=access,
+            expires_at=received_at + expires_in,
+            refresh_expires_at=(
+                None if refresh_expires_in is None else received_at + refresh_expires_in
+            ),
+        )
+
+    def __repr__(self) -> str:
+        access = "None" if self.access_token is None else _HIDDEN
+        return (
+            f"Tokens(refresh_token={_HIDDEN}, access_token={access}, "
+            f"expires_at={self.expires_at!r}, refresh_expires_at={self.refresh_expires_at!r})"
+        )
+
+
+def _seconds(value: object) -> float | None:
+    """A positive JSON number of seconds, else ``None``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
+OnRefresh: TypeAlias = Callable[[Tokens], object]
+"""Called with every new :class:`Tokens` (after login and after each refresh), under the
+refresh lock, so calls never overlap and arrive in order. With an ``AsyncClient`` it may be
+``async``; with a ``Client`` it must not be."""
+
+
+class _Refused(LatchkeyError):
+    """The service answered a login or refresh with an error."""
+
+    def __init__(self, error: str, description: str | None = None, *, status_code: int) -> None:
+        self.error = error
+        self.status_code = status_code
+        super().__init__(description or f"latchkey answered {status_code} {error}")
+
+    def __str__(self) -> str:
+        return f"{self.error}: {self.description}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.error!r}, status_code={self.status_code})"
+
+
+class LoginFailed(_Refused):
+    """``/auth/login`` refused: ``invalid_grant`` (wrong username or password),
+    ``account_disabled``, ``too_many_requests`` (429, with :attr:`retry_after`), …"""
+
+    def __init__(
+        self,
+        error: str,
+        description: str | None = None,
+        *,
+        status_code: int,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(error, description, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class RefreshFailed(_Refused):
+    """``/auth/refresh`` refused. ``invalid_grant`` (session revoked, expired or reused)
+    and ``account_disabled`` are :attr:`permanent`: the auth then refuses every request
+    without asking the service again, and the user must log in anew. Other failures
+    (``server_error``, ``temporarily_unavailable``) leave the tokens as they were."""
+
+    @property
+    def permanent(self) -> bool:
+        return self.status_code in _PERMANENT
+
+
+@dataclass(frozen=True)
+class _State:
+    """The tokens and when to refresh them: one object, swapped whole, read without a lock."""
+
+    tokens: Tokens
+    refresh_at: float
+
+
+class LatchkeyAuth(httpx.Auth):
+    """Sends ``Authorization: Bearer <access token>`` and keeps the token fresh.
+
+    - Refreshes before sending once the access token is within ``leeway`` seconds of its
+      expiry (at most half its lifetime), or first thing when there is no access token.
+    - On a 401 with a ``WWW-Authenticate: Bearer`` challenge, refreshes once and sends the
+      request once more; the answer to that is returned whatever it is.
+    - One refresh at a time: requests that find a refresh under way wait for it and use its
+      result (a ``threading.Lock`` for ``Client``, an ``anyio.Lock`` for ``AsyncClient``).
+    - ``on_refresh`` gets each new :class:`Tokens`, to persist the rotated refresh token.
+    - A refused refresh raises :class:`RefreshFailed`.
+
+    ``client`` sends the refresh requests, past its own auth; it may be the very client this
+    auth is attached to. Without one, each refresh uses a short-lived client.
+    """
+
+    def __init__(
+        self,
+        base_url: str | httpx.URL,
+        *,
+        refresh_token: str,
+        access_token: str | None = None,
+        expires_at: float | None = None,
+        on_refresh: OnRefresh | None = None,
+        leeway: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        client: httpx.Client | httpx.AsyncClient | None = None,
+    ) -> None:
+        if not refresh_token:
+            raise ValueError("refresh_token is required")
+        if not leeway >= 0:
+            raise ValueError("leeway must be a number of seconds, 0 or more")
+        self.refresh_url = _endpoint(base_url, "/auth/refresh")
+        self._on_refresh = on_refresh
+        self._leeway = float(leeway)
+        self._clock = clock
+        self._client = client
+        tokens = Tokens(refresh_token, access_token, expires_at)
+        if access_token is None:
+            refresh_at = -math.inf  # nothing to send yet: refresh first
+        elif expires_at is None:
+            refresh_at = math.inf  # unknown expiry: rely on the server's 401
+        else:
+            refresh_at = expires_at - self._leeway
+        self._state = _State(tokens, refresh_at)
+        self._failure: RefreshFailed | None = None
+        self._thread_lock = threading.Lock()
+        self._task_lock = anyio.Lock()
+
+    # --- logging in ------------------------------------------------------------------------
+
+    @classmethod
+    def login(
+        cls,
+        client: httpx.Client,
+        base_url: str | httpx.URL,
+        username: str,
+        password: str,
+        *,
+        on_refresh: OnRefresh | None = None,
+        leeway: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> LatchkeyAuth:
+        """Log in with ``POST {base_url}/auth/login`` through ``client``, which then also
+        sends the refreshes. ``on_refresh`` is called with the first tokens too. Raises
+        :class:`LoginFailed`."""
+        started = clock()
+        response = client.post(
+            _endpoint(base_url, "/auth/login"),
+            json={"username": username, "password": password},
+            auth=_NO_AUTH,
+        )
+        tokens = _login_tokens(response, started)
+        auth = cls._from_tokens(base_url, tokens, on_refresh, leeway, clock, client)
+        auth._notify(tokens)
+        return auth
+
+    @classmethod
+    async def alogin(
+        cls,
+        client: httpx.AsyncClient,
+        base_url: str | httpx.URL,
+        username: str,
+        password: str,
+        *,
+        on_refresh: OnRefresh | None = None,
+        leeway: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> LatchkeyAuth:
+        """:meth:`login` for an ``AsyncClient``; ``on_refresh`` may be async."""
+        started = clock()
+        response = await client.post(
+            _endpoint(base_url, "/auth/login"),
+            json={"username": username, "password": password},
+            auth=_NO_AUTH,
+        )
+        tokens = _login_tokens(response, started)
+        auth = cls._from_tokens(base_url, tokens, on_refresh, leeway, clock, client)
+        await auth._anotify(tokens)
+        return auth
+
+    @classmethod
+    def _from_tokens(
+        cls,
+        base_url: str | httpx.URL,
+        tokens: Tokens,
+        on_refresh: OnRefresh | None,
+        leeway: float,
+        clock: Callable[[], float],
+        client: httpx.Client | httpx.AsyncClient,
+    ) -> LatchkeyAuth:
+        auth = cls(
+            base_url,
+            refresh_token=tokens.refresh_token,
+            on_refresh=on_refresh,
+            leeway=leeway,
+            clock=clock,
+            client=client,
+        )
+        auth._state = auth._fresh_state(tokens)
+        return auth
+
+    # --- state -----------------------------------------------------------------------------
+
+    @property
+    def tokens(self) -> Tokens:
+        """The tokens in use now."""
+        return self._state.tokens
+
+    def __repr__(self) -> str:
+        return f"LatchkeyAuth({str(self.refresh_url)!r}, tokens={self._state.tokens!r})"
+
+    def _fresh_state(self, tokens: Tokens) -> _State:
+        """Refresh ``leeway`` seconds before expiry, but never in the first half of the
+        token's life (a leeway longer than the lifetime would refresh on every request)."""
+        assert tokens.expires_at is not None
+        lifetime = tokens.expires_at - self._clock()
+        return _State(tokens, tokens.expires_at - min(self._leeway, lifetime / 2))
+
+    def _due(self, state: _State) -> bool:
+        return self._clock() >= state.refresh_at
+
+    def _raise_if_failed(self) -> None:
+        failure = self._failure
+        if failure is not None:
+            raise RefreshFailed(failure.error, failure.description, status_code=failure.status_code)
+
+    # --- the flows -------------------------------------------------------------------------
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        self._raise_if_failed()
+        state = self._state
+        if self._due(state):
+            state = self._refresh(state)
+        response = yield _authorize(request, state)
+        if not _challenged(response):
+            return
+        response.read()  # hand its connection back to the pool before refreshing
+        state = self._refresh(state)
+        if _replayable(request):
+            yield _authorize(request, state)
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self._raise_if_failed()
+        state = self._state
+        if self._due(state):
+            state = await self._arefresh(state)
+        response = yield _authorize(request, state)
+        if not _challenged(response):
+            return
+        await response.aread()  # hand its connection back to the pool before refreshing
+        state = await self._arefresh(state)
+        if _replayable(request):
+            yield _authorize(request, state)
+
+    # --- refreshing ------------------------------------------------------------------------
+
+    def _refresh(self, seen: _State) -> _State:
+        """Refresh unless another thread did since ``seen`` was read; the current state."""
+        if _is_async_callable(self._on_refresh):
+            raise TypeError("an async on_refresh needs an httpx.AsyncClient")
+        with self._thread_lock:
+            self._raise_if_failed()
+            if self._state is not seen:
+                return self._state  # someone else refreshed while we waited
+            started = self._clock()
+            body = {"refresh_token": seen.tokens.refresh_token}
+            if isinstance(self._client, httpx.AsyncClient):
+                raise TypeError("this LatchkeyAuth refreshes through an httpx.AsyncClient")
+            if self._client is None:
+                with httpx.Client() as client:
+                    response = client.post(self.refresh_url, json=body)
+            else:
+                response = self._client.post(self.refresh_url, json=body, auth=_NO_AUTH)
+            state = self._accept(response, started)
+            self._notify(state.tokens)
+            return state
+
+    async def _arefresh(self, seen: _State) -> _State:
+        """:meth:`_refresh` for tasks."""
+        async with self._task_lock:
+            self._raise_if_failed()
+            if self._state is not seen:
+                return self._state
+            started = self._clock()
+            body = {"refresh_token": seen.tokens.refresh_token}
+            if isinstance(self._client, httpx.Client):
+                raise TypeError("this LatchkeyAuth refreshes through an httpx.Client")
+            if self._client is None:
+                async with httpx.AsyncClient() as client:
+                    response = await client.post(self.refresh_url, json=body)
+            else:
+                response = await self._client.post(self.refresh_url, json=body, auth=_NO_AUTH)
+            state = self._accept(response, started)
+            await self._anotify(state.tokens)
+            return state
+
+    def _accept(self, response: httpx.Response, started: float) -> _State:
+        """Take the new tokens of a refresh response, or raise :class:`RefreshFailed`."""
+        if response.status_code == 200:
+            try:
+                tokens = Tokens.from_pair(response.json(), started)
+            except ValueError:
+                raise RefreshFailed(
+                    "invalid_response", "The refresh response is not a token pair.", status_code=200
+                ) from None
+            # First the new state, then the callback: the server has rotated, so the old
+            # refresh token must not be presented again, whatever the callback does.
+            self._state = state = self._fresh_state(tokens)
+            log.debug("access token refreshed")
+            return state
+        error, description = _oauth_error(response)
+        failure = RefreshFailed(error, description, status_code=response.status_code)
+        if failure.permanent:
+            self._failure = failure
+        log.info("token refresh refused: %s %s", response.status_code, error)
+        raise failure
+
+    def _notify(self, tokens: Tokens) -> None:
+        if self._on_refresh is None:
+            return
+        if _is_async_callable(self._on_refresh):
+            raise TypeError("an async on_refresh needs an httpx.AsyncClient")
+        result = self._on_refresh(tokens)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError("on_refresh returned an awaitable: use it with an httpx.AsyncClient")
+
+    async def _anotify(self, tokens: Tokens) -> None:
+        if self._on_refresh is None:
+            return
+        result = self._on_refresh(tokens)
+        if inspect.isawaitable(result):
+            await result
+
+
+def _endpoint(base_url: str | httpx.URL, path: str) -> httpx.URL:
+    return httpx.URL(str(base_url).rstrip("/") + path)
+
+
+def _oauth_error(response: httpx.Response) -> tuple[str, str | None]:
+    """The ``error`` and ``error_description`` of an error response (DESIGN §4)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        description = body.get("error_description")
+        return body["error"], description if isinstance(description, str) else None
+    return ("server_error" if response.status_code >= 500 else "invalid_response"), None
+
+
+def _login_tokens(response: httpx.Response, started: float) -> Tokens:
+    if response.status_code == 200:
+        try:
+            return Tokens.from_pair(response.json(), started)
+        except ValueError:
+            raise LoginFailed(
+                "invalid_response", "The login response is not a token pair.", status_code=200
+            ) from None
+    error, description = _oauth_error(response)
+    retry_after = response.headers.get("retry-after")
+    raise LoginFailed(
+        error,
+        description,
+        status_code=response.status_code,
+        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+    )
+
+
+def _authorize(request: httpx.Request, state: _State) -> httpx.Request:
+    assert state.tokens.access_token is not None  # a state without one is always due
+    request.headers["Authorization"] = f"Bearer {state.tokens.access_token}"
+    return request
+
+
+def _challenged(response: httpx.Response) -> bool:
+    """A 401 that asks for a bearer token: a fresh access token may be accepted."""
+    return response.status_code == 401 and any(
+        _BEARER_CHALLENGE.search(value) for value in response.headers.get_list("www-authenticate")
+    )
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """Whether the body can be sent again: it is in memory (bytes, JSON, form), not a stream
+    that the first attempt consumed."""
+    try:
+        request.content  # noqa: B018
+    except httpx.RequestNotRead:
+        return False
+    return True
+
+
+def _is_async_callable(function: object) -> bool:
+    # A function declared ``async def``, or an object whose ``__call__`` is.
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        type(function).__call__
+    )
