@@ -1,1 +1,1 @@
-"""Small APIs protected by latchkey access tokens: FastAPI, Starlette and Flask."""
+"""Small APIs protected by latchkey access tokens: FastAPI, Starlette, Flask and Django."""
