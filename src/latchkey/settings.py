@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -14,7 +16,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "LATCHKEY_"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -37,7 +39,59 @@ def _url(value: str) -> str:
     return value.rstrip("/") if value.count("/") > 2 else value
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ORIGIN = re.compile(
+    r"https?://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE
+)
+
+
+def origin_of(url: str) -> str:
+    """The origin (RFC 6454 §4) of an http(s) URL, serialised as a browser sends it in
+    ``Origin``: lowercase scheme and host, no default port, no path."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6 literal
+    port = parts.port  # ValueError when out of range
+    if port is None or port == _DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _origin_list(value: Any) -> Any:
+    """Comma-separated origins (``https://a.example, https://b.example``), or a JSON list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError("expected origins separated by commas, or a JSON list") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _origin(value: str) -> str:
+    if value in ("*", "null"):
+        # Never a wildcard with credentials (Fetch, "CORS protocol and credentials"); "null" is
+        # what sandboxed frames, file: pages and some redirects send: anyone can be "null".
+        raise ValueError(f"{value!r} is refused: list each allowed origin as scheme://host[:port]")
+    if _ORIGIN.fullmatch(value) is None:
+        raise ValueError(
+            f"{value!r} is not an origin: expected http(s)://host[:port], "
+            "without path, query or trailing slash"
+        )
+    try:
+        return origin_of(value)
+    except ValueError:
+        raise ValueError(f"{value!r}: the port is out of range") from None
+
+
 Duration = Annotated[int, BeforeValidator(_duration)]
+Origins = Annotated[
+    tuple[Annotated[str, AfterValidator(_origin)], ...], NoDecode, BeforeValidator(_origin_list)
+]
 _DATABASE_SCHEMES = (
     "sqlite://",
     "sqlite+aiosqlite://",
@@ -58,7 +112,7 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: sqlite:///<data_dir>/latchkey.db
     issuer: Annotated[str, AfterValidator(_url)] = "http://127.0.0.1:8000"
     audience: str = Field(default="latchkey", min_length=1)
-    access_ttl: Duration = Field(default=900, ge=10, le=86400)
+    access_ttl: Duration = Field(default=900, ge=1, le=86400)
     refresh_ttl: Duration = Field(default=7 * 86400, ge=60)
     session_ttl: Duration = Field(default=30 * 86400, ge=60)
     refresh_grace: Duration = Field(default=10, ge=0, le=300)
@@ -76,6 +130,10 @@ class Settings(BaseSettings):
     audit_retention: Duration = Field(default=90 * 86400, ge=3600)
     audit_refreshes: bool = True
     allow_registration: bool = False
+    # Browsers (docs/browser.md): refresh token in an HttpOnly cookie when a login does not
+    # say; other origins allowed to call with credentials (CORS) and to pass the CSRF check.
+    cookie_default: bool = False
+    cors_origins: Origins = ()
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_timeout: float = Field(default=1.5, gt=0, le=60)
     redis_url: str | None = None

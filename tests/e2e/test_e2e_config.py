@@ -11,10 +11,20 @@ pytestmark = pytest.mark.e2e
     ("settings", "variable"),
     [
         ({"LATCHKEY_ACCESS_TTL": "abc"}, "LATCHKEY_ACCESS_TTL"),
-        ({"LATCHKEY_ACCESS_TTL": "5"}, "LATCHKEY_ACCESS_TTL"),
+        ({"LATCHKEY_ACCESS_TTL": "0"}, "LATCHKEY_ACCESS_TTL"),
         ({"LATCHKEY_REFRESH_TTL": "40d"}, "LATCHKEY_REFRESH_TTL"),
+        ({"LATCHKEY_CORS_ORIGINS": "*"}, "LATCHKEY_CORS_ORIGINS"),
+        ({"LATCHKEY_CORS_ORIGINS": "https://app.example, null"}, "LATCHKEY_CORS_ORIGINS"),
+        ({"LATCHKEY_CORS_ORIGINS": "https://app.example/"}, "LATCHKEY_CORS_ORIGINS"),
     ],
-    ids=["not-a-duration", "below-minimum", "refresh-outlives-session"],
+    ids=[
+        "not-a-duration",
+        "below-minimum",
+        "refresh-outlives-session",
+        "cors-wildcard",
+        "cors-null",
+        "cors-path",
+    ],
 )
 def test_bad_setting_stops_serve_with_one_line(
     processes, settings: dict[str, str], variable: str

@@ -154,13 +154,21 @@ async def test_wrong_types(
         ("/auth/login", {"username": "alice"}),
         ("/auth/login", {"password": "x"}),
         ("/auth/login", {}),
-        ("/auth/refresh", {}),
-        ("/auth/refresh", {"token": "lkrt.x"}),
     ],
 )
 async def test_missing_field(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
     """A missing required field is 400 invalid_request."""
     assert_error(await client.post(path, json=body), 400, "invalid_request")
+
+
+@pytest.mark.parametrize("body", [None, {}, {"token": "lkrt.x"}, {"refresh_token": None}])
+async def test_refresh_without_any_refresh_token(
+    client: httpx.AsyncClient, body: dict[str, Any] | None
+) -> None:
+    """No refresh token in the body and no refresh cookie is 401 invalid_grant: the body is
+    optional since cookie mode (the browser's token is in the cookie), so there is simply no
+    grant to accept."""
+    assert_error(await client.post("/auth/refresh", json=body), 401, "invalid_grant")
 
 
 @pytest.mark.parametrize("body", [[], ["alice", "x"], [{"username": "a", "password": "b"}], "x", 1])

@@ -108,6 +108,16 @@ class AccountDisabled(LatchkeyError):
     description = "This account is disabled."
 
 
+class CrossSiteRequest(LatchkeyError):
+    """A request that carries the refresh cookie, or asks for it at login, without the proof
+    that it comes from a page of ours: the X-Latchkey-CSRF header and an allowed origin
+    (web/csrf.py). Refused before anything is read, rotated or revoked."""
+
+    error = "access_denied"
+    status_code = 403
+    description = "Cross-site request refused: send X-Latchkey-CSRF: 1 from an allowed origin."
+
+
 class WrongPassword(LatchkeyError):
     """The current password given to change it is wrong (a 400, not a 401: the caller's
     access token is fine and must not make a client refresh)."""

@@ -17,14 +17,14 @@ from starlette.routing import Route
 
 from ..bootstrap import build_service, prepare
 from ..core.clock import Clock
-from ..core.errors import LatchkeyError, NotFound
+from ..core.errors import AccountDisabled, InvalidGrant, LatchkeyError, NotFound
 from ..core.verifier import AccessClaims
 from ..guard.bearer import bearer_token
 from ..guard.starlette import VERIFIER_STATE
 from ..logs import RequestIdMiddleware
 from ..metrics import Metrics, MetricsMiddleware, PrometheusEvents
-from ..service import AuthService, ClientInfo
-from ..settings import Settings
+from ..service import AuthService, ClientInfo, TokenPair
+from ..settings import Settings, origin_of
 from .bodies import (
     LoginRequest,
     LogoutRequest,
@@ -35,7 +35,10 @@ from .bodies import (
     parse,
     read_json,
 )
-from .errors import NO_STORE, on_http_error, on_latchkey_error, on_unexpected
+from .cookies import clear_refresh_cookie, refresh_cookie, set_refresh_cookie, without_refresh_token
+from .cors import cors_middleware
+from .csrf import CsrfMiddleware, OriginPolicy
+from .errors import NO_STORE, error_response, on_http_error, on_latchkey_error, on_unexpected
 from .oauth import OAUTH_ROUTES
 from .openapi import docs_html, openapi_spec
 from .ops import OPS_ROUTES
@@ -59,19 +62,60 @@ def _tokens(pair: dict[str, Any]) -> JSONResponse:
     return JSONResponse(pair, headers=NO_STORE)
 
 
+def _cookie_tokens(pair: TokenPair) -> JSONResponse:
+    """Cookie mode (docs/browser.md): the refresh token in the cookie, not in the body."""
+    response = _tokens(without_refresh_token(pair.as_dict()))
+    set_refresh_cookie(response, pair.refresh_token, pair.refresh_expires_in)
+    return response
+
+
 async def login(request: Request) -> Response:
     body = parse(LoginRequest, await read_json(request, request.app.state.max_body))
+    cookie_mode = request.app.state.cookie_default if body.cookie is None else body.cookie
+    if cookie_mode:
+        origins: OriginPolicy = request.app.state.origins
+        origins.check(request)  # CSRF (web/csrf.py), before the user is even looked up
     pair = await _service(request).login(body.username, body.password, _client(request))
-    return _tokens(pair.as_dict())
+    return _cookie_tokens(pair) if cookie_mode else _tokens(pair.as_dict())
 
 
 async def refresh(request: Request) -> Response:
-    body = parse(RefreshRequest, await read_json(request, request.app.state.max_body))
-    pair = await _service(request).refresh(body.refresh_token, _client(request))
-    return _tokens(pair.as_dict())
+    body = RefreshRequest()
+    if has_body(request):
+        body = parse(RefreshRequest, await read_json(request, request.app.state.max_body))
+    if body.refresh_token is not None:  # header mode
+        pair = await _service(request).refresh(body.refresh_token, _client(request))
+        return _tokens(pair.as_dict())
+    cookie = refresh_cookie(request)
+    if cookie is None:
+        raise InvalidGrant("No refresh token: send refresh_token or the refresh cookie.")
+    # Cookie mode; CsrfMiddleware has checked the request before it got here.
+    try:
+        pair = await _service(request).refresh(cookie, _client(request))
+    except (InvalidGrant, AccountDisabled) as exc:
+        response = error_response(exc)
+        clear_refresh_cookie(response)  # it is of no use any more: the browser drops it
+        return response
+    return _cookie_tokens(pair)
 
 
 async def logout(request: Request) -> Response:
+    cookie = refresh_cookie(request)
+    if cookie is None:
+        return await _logout(request, None)
+    # Cookie mode (CsrfMiddleware has checked the request): the cookie goes, whatever the
+    # outcome; the status is the same as without it.
+    try:
+        response = await _logout(request, cookie)
+    except LatchkeyError as exc:
+        response = error_response(exc)
+    clear_refresh_cookie(response)
+    return response
+
+
+async def _logout(request: Request, cookie: str | None) -> Response:
+    """End the session of the bearer token if there is one, else of the refresh cookie,
+    else of the refresh token in the body."""
     service = _service(request)
     authorization = request.headers.get("authorization")
     if authorization:
@@ -81,9 +125,10 @@ async def logout(request: Request) -> Response:
         body = LogoutRequest()
         if has_body(request):
             body = parse(LogoutRequest, await read_json(request, request.app.state.max_body))
-        if body.refresh_token is None:
+        token = cookie if cookie is not None else body.refresh_token
+        if token is None:
             bearer_token(None)  # raises MissingToken: neither credential was sent (401)
-        await service.logout_with_refresh_token(body.refresh_token, _client(request))
+        await service.logout_with_refresh_token(token, _client(request))
     return Response(status_code=204, headers=NO_STORE)
 
 
@@ -98,7 +143,10 @@ async def me(request: Request) -> Response:
 
 async def logout_all(request: Request) -> Response:
     await _service(request).logout_all(_claims(request), _client(request))
-    return Response(status_code=204, headers=NO_STORE)
+    response = Response(status_code=204, headers=NO_STORE)
+    if refresh_cookie(request) is not None:
+        clear_refresh_cookie(response)  # its session has just ended with the others
+    return response
 
 
 async def list_sessions(request: Request) -> Response:
@@ -238,6 +286,8 @@ def create_app(
     settings = settings or Settings()
     metrics = metrics or Metrics()
     active = service or build_service(settings, clock=clock, events=PrometheusEvents(metrics))
+    # Origins trusted by the CSRF check besides the request's own (docs/browser.md).
+    origins = OriginPolicy([origin_of(settings.issuer), *settings.cors_origins])
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -270,6 +320,9 @@ def create_app(
         middleware=[
             Middleware(RequestIdMiddleware),  # outermost: every log line carries the id
             Middleware(MetricsMiddleware, metrics=metrics),
+            # Preflights answered before routing; CORS headers on error responses too.
+            *cors_middleware(settings.cors_origins),
+            Middleware(CsrfMiddleware, policy=origins),  # before any handler reads anything
         ],
         lifespan=lifespan,
         exception_handlers={
@@ -282,5 +335,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.redis_ping = active.revocations.ping if settings.redis_url else None
     app.state.max_body = settings.max_body_bytes
+    app.state.cookie_default = settings.cookie_default
+    app.state.origins = origins
     setattr(app.state, VERIFIER_STATE, active.verifier)
     return app

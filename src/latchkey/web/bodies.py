@@ -26,10 +26,14 @@ Username = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-
 class LoginRequest(_Body):
     username: Username  # no control characters (they cannot name anyone)
     password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    # Cookie mode: the refresh token in an HttpOnly cookie, not in the body (docs/browser.md).
+    # Absent or null: LATCHKEY_COOKIE_DEFAULT decides.
+    cookie: bool | None = None
 
 
 class RefreshRequest(_Body):
-    refresh_token: str = Field(min_length=1, max_length=1024)
+    # Absent (or null): the refresh cookie is used, if the request carries one.
+    refresh_token: str | None = Field(default=None, min_length=1, max_length=1024)
 
 
 class LogoutRequest(_Body):
@@ -70,6 +74,15 @@ class TokenResponse(BaseModel):
     token_type: str = "Bearer"
     expires_in: int
     refresh_token: str
+    refresh_expires_in: int
+
+
+class CookieTokenResponse(BaseModel):
+    """The token pair of cookie mode: the refresh token is in the cookie only."""
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
     refresh_expires_in: int
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .bodies import (
+    CookieTokenResponse,
     ErrorResponse,
     LoginRequest,
     LogoutRequest,
@@ -21,6 +22,8 @@ from .bodies import (
     SessionsResponse,
     TokenResponse,
 )
+from .cookies import COOKIE_NAME, COOKIE_PATH
+from .csrf import CSRF_HEADER
 from .forms import (
     FORM,
     IntrospectForm,
@@ -42,6 +45,7 @@ _MODELS: list[type[BaseModel]] = [
     RegisterRequest,
     PasswordChangeRequest,
     TokenResponse,
+    CookieTokenResponse,
     MeResponse,
     RegisterResponse,
     SessionsResponse,
@@ -69,18 +73,57 @@ def _error(description: str) -> dict[str, Any]:
 _OBJECT = {"type": "object"}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
+# Cookie mode and its CSRF rule (docs/browser.md, web/cookies.py, web/csrf.py).
+_CSRF = {
+    "name": CSRF_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"const": "1"},
+    "description": "Required (with an Origin that is this service's, the issuer's or one of "
+    "LATCHKEY_CORS_ORIGINS; or, without Origin, Sec-Fetch-Site: same-origin) whenever the "
+    "request carries the refresh cookie, and for a login in cookie mode.",
+}
+_CROSS_SITE = (
+    "access_denied: the request carries the refresh cookie (or asks for it) without "
+    f"{CSRF_HEADER}: 1 from an allowed origin; nothing was changed"
+)
+_PAIR = {
+    "description": "Token pair. In cookie mode without refresh_token, which is set in the "
+    f"{COOKIE_NAME} cookie (HttpOnly; Secure; SameSite=Strict; Path={COOKIE_PATH}; "
+    "Max-Age=refresh_expires_in)",
+    "headers": {
+        "Set-Cookie": {
+            "description": "Cookie mode only: the refresh cookie",
+            "schema": {"type": "string"},
+        }
+    },
+    **_json({"oneOf": [_ref(TokenResponse), _ref(CookieTokenResponse)]}),
+}
+_CLEARS_COOKIE = {
+    "Set-Cookie": {
+        "description": f"With the refresh cookie: {COOKIE_NAME}=; Max-Age=0 (cleared)",
+        "schema": {"type": "string"},
+    }
+}
+
 
 def _operations() -> dict[str, dict[str, Any]]:
     return {
         "/auth/login": {
             "post": {
                 "summary": "Log in with username and password; start a session",
+                "description": '`"cookie": true` (or no `cookie` and LATCHKEY_COOKIE_DEFAULT=true) '
+                "asks for cookie mode: the refresh token is set in an HttpOnly cookie instead of "
+                f"the body, and the request needs {CSRF_HEADER}: 1 from an allowed origin.",
+                "parameters": [_CSRF],
                 "requestBody": {"required": True, **_json(LoginRequest)},
                 "responses": {
-                    "200": {"description": "Token pair", **_json(TokenResponse)},
+                    "200": _PAIR,
                     "400": _error("Malformed request"),
                     "401": _error("invalid_grant: unknown user or wrong password (one answer)"),
-                    "403": _error("account_disabled: right password, disabled account"),
+                    "403": _error(
+                        f"account_disabled: right password, disabled account; {_CROSS_SITE}"
+                    ),
                     "413": _error("Body too large"),
                     "429": _error("too_many_requests: failed attempts; see Retry-After"),
                 },
@@ -91,25 +134,45 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "summary": "Rotate a refresh token: new access token and new refresh token",
                 "description": "Every refresh token works once. Reusing an older one outside the "
                 "grace window revokes the whole session; retrying the previous one within the "
-                "window returns the same successor.",
-                "requestBody": {"required": True, **_json(RefreshRequest)},
+                "window returns the same successor. Header mode: `refresh_token` in the body. "
+                "Cookie mode: no `refresh_token` (no body, or `{}`) and the refresh cookie; the "
+                "successor is set in the cookie, and a 401 or 403 clears it.",
+                "security": [{}, {"refresh_cookie": []}],
+                "parameters": [_CSRF],
+                "requestBody": {"required": False, **_json(RefreshRequest)},
                 "responses": {
-                    "200": {"description": "Token pair", **_json(TokenResponse)},
+                    "200": _PAIR,
                     "400": _error("Malformed request"),
-                    "401": _error("invalid_grant: invalid, expired, reused or revoked"),
-                    "403": _error("account_disabled: the session's account is disabled"),
+                    "401": {
+                        **_error(
+                            "invalid_grant: invalid, expired, reused or revoked; or no refresh "
+                            "token at all"
+                        ),
+                        "headers": _CLEARS_COOKIE,
+                    },
+                    "403": {
+                        **_error(
+                            f"account_disabled: the session's account is disabled; {_CROSS_SITE}"
+                        ),
+                        "headers": _CLEARS_COOKIE,
+                    },
                 },
             }
         },
         "/auth/logout": {
             "post": {
                 "summary": "End the session of a bearer access token or of a refresh token",
-                "security": [{"bearer": []}, {}],
+                "description": "The bearer token's session, else the refresh cookie's, else the "
+                "body's refresh token's. With the refresh cookie, every answer but a 403 "
+                "clears it.",
+                "security": [{"bearer": []}, {"refresh_cookie": []}, {}],
+                "parameters": [_CSRF],
                 "requestBody": {"required": False, **_json(LogoutRequest)},
                 "responses": {
-                    "204": {"description": "Session revoked"},
+                    "204": {"description": "Session revoked", "headers": _CLEARS_COOKIE},
                     "400": _error("Malformed request"),
                     "401": _error("No valid credentials"),
+                    "403": _error(_CROSS_SITE),
                 },
             }
         },
@@ -117,9 +180,11 @@ def _operations() -> dict[str, dict[str, Any]]:
             "post": {
                 "summary": "End every session of the bearer's user, this one included",
                 "security": _BEARER,
+                "parameters": [_CSRF],
                 "responses": {
-                    "204": {"description": "Every session revoked"},
+                    "204": {"description": "Every session revoked", "headers": _CLEARS_COOKIE},
                     "401": _error("invalid_token"),
+                    "403": _error(_CROSS_SITE),
                 },
             }
         },
@@ -138,11 +203,13 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "summary": "End one of the bearer's own sessions",
                 "security": _BEARER,
                 "parameters": [
-                    {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _CSRF,
                 ],
                 "responses": {
                     "204": {"description": "Session revoked"},
                     "401": _error("invalid_token"),
+                    "403": _error(_CROSS_SITE),
                     "404": _error("not_found: no live session of the bearer with this id"),
                 },
             }
@@ -151,6 +218,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "post": {
                 "summary": "Change the password; every other session is revoked",
                 "security": _BEARER,
+                "parameters": [_CSRF],
                 "requestBody": {"required": True, **_json(PasswordChangeRequest)},
                 "responses": {
                     "204": {"description": "Changed; this session goes on"},
@@ -159,6 +227,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                         "password breaks the policy"
                     ),
                     "401": _error("invalid_token"),
+                    "403": _error(_CROSS_SITE),
                     "429": _error("too_many_requests: wrong current passwords; see Retry-After"),
                 },
             }
@@ -300,6 +369,7 @@ def openapi_spec(server_url: str) -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "client_basic": {"type": "http", "scheme": "basic"},
+                "refresh_cookie": {"type": "apiKey", "in": "cookie", "name": COOKIE_NAME},
             },
         },
     }
