@@ -136,13 +136,19 @@ class Processes:
         assert f"created user {username}" in result.stdout
 
     def start_latchkey(
-        self, data_dir: Path, *, issuer_port: int | None = None, wait: bool = True, **settings: str
+        self,
+        data_dir: Path,
+        *,
+        issuer_port: int | None = None,
+        issuer_host: str = "127.0.0.1",
+        wait: bool = True,
+        **settings: str,
     ) -> Server:
         """``latchkey serve`` on a free port; the issuer is this server's URL unless given."""
         port = free_port()
         env = self.latchkey_env(
             data_dir,
-            LATCHKEY_ISSUER=f"http://127.0.0.1:{issuer_port or port}",
+            LATCHKEY_ISSUER=f"http://{issuer_host}:{issuer_port or port}",
             **settings,
         )
         command = [sys.executable, "-m", "latchkey", "serve", "--host", "127.0.0.1"]

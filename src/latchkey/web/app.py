@@ -25,6 +25,7 @@ from ..logs import RequestIdMiddleware
 from ..metrics import Metrics, MetricsMiddleware, PrometheusEvents
 from ..service import AuthService, ClientInfo, TokenPair
 from ..settings import Settings, origin_of
+from .account import ACCOUNT_ROUTES
 from .bodies import (
     LoginRequest,
     LogoutRequest,
@@ -316,7 +317,7 @@ def create_app(
             await active.close()
 
     app = Starlette(
-        routes=[*ROUTES, *OAUTH_ROUTES, *OPS_ROUTES],
+        routes=[*ROUTES, *OAUTH_ROUTES, *OPS_ROUTES, *ACCOUNT_ROUTES],
         middleware=[
             Middleware(RequestIdMiddleware),  # outermost: every log line carries the id
             Middleware(MetricsMiddleware, metrics=metrics),

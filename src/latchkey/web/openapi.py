@@ -349,6 +349,30 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
             }
         },
+        "/account": {
+            "get": {
+                "summary": "The account page: sign in, sessions, sign out, change password",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+        "/account/{asset}": {
+            "get": {
+                "summary": "The account page's script, style sheet and icon",
+                "parameters": [
+                    {
+                        "name": "asset",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"enum": ["app.js", "app.css", "icon.svg"]},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The file"},
+                    "304": {"description": "Not modified (ETag)"},
+                    "404": _error("not_found: no such file"),
+                },
+            }
+        },
     }
 
 
