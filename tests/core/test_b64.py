@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import os
+import random
+import re
 
 import pytest
 
@@ -159,3 +162,29 @@ def test_bytes_decoder_applies_the_same_rules() -> None:
 def test_base64_error_is_a_value_error() -> None:
     """Base64Error subclasses ValueError, so generic handlers catch it."""
     assert issubclass(Base64Error, ValueError)
+
+
+def _reference_decode(data: bytes) -> bytes | None:
+    """The same rules through the standard library's strict decoder (slow but plain): what
+    the fast decoder must agree with. ``None`` where the text must be refused."""
+    if len(data) % 4 == 1 or re.fullmatch(rb"[A-Za-z0-9_-]*", data) is None:
+        return None
+    padded = data.replace(b"-", b"+").replace(b"_", b"/") + b"=" * (-len(data) % 4)
+    decoded = binascii.a2b_base64(padded, strict_mode=True)
+    return decoded if b64url_encode(decoded).encode("ascii") == data else None
+
+
+def test_fast_decoder_agrees_with_the_reference_on_random_texts() -> None:
+    """Random texts over the URL-safe alphabet plus characters that must be refused ('+', '/',
+    '=', whitespace, NUL, non-ASCII bytes): accepted and refused exactly where the reference
+    says, with the same bytes."""
+    pool = (ALPHABET * 8).encode("ascii") + b"+/= \n\t\x00!.\x80\xff"
+    rng = random.Random(7515)
+    for _ in range(20_000):
+        text = bytes(rng.choice(pool) for _ in range(rng.randrange(0, 24)))
+        expected = _reference_decode(text)
+        if expected is None:
+            with pytest.raises(Base64Error):
+                b64url_decode_bytes(text)
+        else:
+            assert b64url_decode_bytes(text) == expected
