@@ -5,7 +5,7 @@ bits of the last character must be zero, so that every byte string has exactly o
 encoding (no malleable tokens).
 
 Decoding runs on every token check (signature and payload: two thirds of an RS256 token), so
-it uses pybase64's vectorised decoder; binascii's byte loop cost about 1.6 µs more per
+it uses pybase64's vectorised decoder; binascii's byte loop cost 2.5 to 3 µs more per RS256
 token (docs/benchmarks.md).
 """
 
