@@ -210,6 +210,28 @@ def test_signing_out_in_one_tab_signs_out_the_others(context: BrowserContext, si
     expect_signed_out(second, "")
 
 
+def test_failed_sign_out_keeps_the_session(context: BrowserContext, site: Site) -> None:
+    """When signing out fails (here the server is made to answer 503), the page says so, stays
+    signed in with its cookie, and a second try signs out."""
+    page = open_account(context, site)
+    sign_in(page)
+    unavailable = {
+        "error": "temporarily_unavailable",
+        "error_description": "The service is temporarily unavailable. Try again shortly.",
+    }
+    page.route("**/auth/logout", lambda route: route.fulfill(status=503, json=unavailable), times=1)
+    sign_out = page.get_by_role("button", name="Sign out", exact=True)
+    sign_out.click()
+    expect(page.locator("#message")).to_have_text(
+        re.compile(r"^Signing out failed: you are still signed in\.")
+    )
+    expect(page.locator("body")).to_have_attribute("data-state", "signed-in")
+    assert refresh_cookie(context)["value"].startswith("lkrt.")
+    sign_out.click()
+    expect_signed_out(page, "You are signed out.")
+    assert not [cookie for cookie in context.cookies() if "latchkey" in cookie["name"]]
+
+
 def test_signing_in_in_one_tab_signs_in_the_others(context: BrowserContext, site: Site) -> None:
     """A tab showing the sign-in form follows when another tab signs in."""
     first = open_account(context, site)

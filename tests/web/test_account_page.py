@@ -92,10 +92,13 @@ async def test_page_refers_only_to_served_assets(client: httpx.AsyncClient) -> N
     ],
 )
 async def test_unknown_assets_are_404(client: httpx.AsyncClient, path: str) -> None:
-    """Only the named files are served: no path reaches the file system."""
+    """Only the named files are served: no path reaches the file system. The 404 carries
+    the page's security headers too."""
     response = await client.get(path)
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_dot_segments_do_not_escape(client: httpx.AsyncClient) -> None:

@@ -25,6 +25,7 @@ from cookie_support import (
     the_cookie,
 )
 from latchkey.core.clock import ManualClock
+from latchkey.core.errors import ServiceUnavailable
 from latchkey.service import AuthService
 from latchkey.settings import Settings
 
@@ -276,13 +277,38 @@ async def test_logout_twice_and_with_a_forged_cookie(client: httpx.AsyncClient) 
     assert_cleared(response)
 
 
-async def test_logout_with_a_bad_bearer_still_clears(client: httpx.AsyncClient) -> None:
-    """A bearer token that does not verify is 401 invalid_token; the cookie is cleared."""
+async def test_logout_with_a_bad_bearer_keeps_the_cookie(client: httpx.AsyncClient) -> None:
+    """A bearer token that does not verify is 401 invalid_token and ends nothing: the cookie
+    stays, and its session goes on."""
     _, value = await cookie_login(client)
     headers = {**PROOF, **cookie(value), **bearer("a.b.c")}
     response = await client.post("/auth/logout", headers=headers)
     assert_error(response, 401, "invalid_token")
-    assert_cleared(response)
+    assert_no_cookie(response)
+    assert (await cookie_refresh(client, value)).status_code == 200
+
+
+async def test_logout_that_fails_for_now_keeps_the_cookie(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the session cannot be ended right now (503), the cookie stays, so that signing
+    out can be tried again; a live session is never left without its cookie."""
+    _, value = await cookie_login(client)
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    async def unavailable(*args: object) -> None:
+        raise ServiceUnavailable()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(service, "logout_with_refresh_token", unavailable)
+        response = await client.post("/auth/logout", headers={**PROOF, **cookie(value)})
+    assert_error(response, 503, "temporarily_unavailable")
+    assert response.headers["retry-after"] == "1"
+    assert_no_cookie(response)
+    again = await client.post("/auth/logout", headers={**PROOF, **cookie(value)})
+    assert again.status_code == 204
+    assert_cleared(again)
+    assert_error(await cookie_refresh(client, value), 401, "invalid_grant")
 
 
 async def test_logout_all_clears_the_cookie(client: httpx.AsyncClient) -> None:

@@ -8,7 +8,8 @@ signs out here or everywhere, and changes the password. Tabs of one browser shar
 refreshes run under a Web Lock, and sign-in, refreshed tokens and sign-out are announced on a
 BroadcastChannel.
 
-Every response carries a strict Content-Security-Policy (no inline script or style, nothing
+Every response of these routes, a 404 for an unknown file included, carries a strict
+Content-Security-Policy (no inline script or style, nothing
 from elsewhere, no framing). Files are read once, at import; only the names in ``_ASSETS``
 are served, so no request path ever reaches the file system.
 """
@@ -19,10 +20,12 @@ import hashlib
 from dataclasses import dataclass
 from importlib.resources import files
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from ..core.errors import NotFound
+from .errors import error_response
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -73,12 +76,16 @@ async def account_page(request: Request) -> Response:
 async def account_asset(request: Request) -> Response:
     asset = _ASSETS.get(request.path_params["asset"])
     if asset is None:
-        raise HTTPException(404, "No such file.")
+        response = error_response(NotFound("No such file."))
+        response.headers.update(SECURITY_HEADERS)
+        return response
     # no-cache: revalidated (ETag) on every load, so an upgrade is seen at once.
     return _serve(request, asset, "no-cache")
 
 
 ACCOUNT_ROUTES = [
     Route("/account", account_page, methods=["GET"]),
-    Route("/account/{asset}", account_asset, methods=["GET"]),
+    # {asset:path}: every GET under /account/ is answered here, unknown names with a 404
+    # that carries the security headers too.
+    Route("/account/{asset:path}", account_asset, methods=["GET"]),
 ]

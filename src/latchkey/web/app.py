@@ -32,9 +32,9 @@ from .bodies import (
     PasswordChangeRequest,
     RefreshRequest,
     RegisterRequest,
-    has_body,
     parse,
     read_json,
+    read_optional_json,
 )
 from .cookies import clear_refresh_cookie, refresh_cookie, set_refresh_cookie, without_refresh_token
 from .cors import cors_middleware
@@ -81,9 +81,7 @@ async def login(request: Request) -> Response:
 
 
 async def refresh(request: Request) -> Response:
-    body = RefreshRequest()
-    if has_body(request):
-        body = parse(RefreshRequest, await read_json(request, request.app.state.max_body))
+    body = parse(RefreshRequest, await read_optional_json(request, request.app.state.max_body))
     if body.refresh_token is not None:  # header mode
         pair = await _service(request).refresh(body.refresh_token, _client(request))
         return _tokens(pair.as_dict())
@@ -104,11 +102,13 @@ async def logout(request: Request) -> Response:
     cookie = refresh_cookie(request)
     if cookie is None:
         return await _logout(request, None)
-    # Cookie mode (CsrfMiddleware has checked the request): the cookie goes, whatever the
-    # outcome; the status is the same as without it.
+    # Cookie mode (CsrfMiddleware has checked the request); the status is the same as
+    # without the cookie. The cookie goes once the session has ended, or when its token is of
+    # no use (invalid, expired); after a 429 or 503 it stays, so that signing out can be
+    # tried again rather than leave a live session without its cookie.
     try:
         response = await _logout(request, cookie)
-    except LatchkeyError as exc:
+    except InvalidGrant as exc:
         response = error_response(exc)
     clear_refresh_cookie(response)
     return response
@@ -123,9 +123,7 @@ async def _logout(request: Request, cookie: str | None) -> Response:
         claims = service.verify_access_token(bearer_token(authorization))
         await service.logout_with_access_token(claims, _client(request))
     else:
-        body = LogoutRequest()
-        if has_body(request):
-            body = parse(LogoutRequest, await read_json(request, request.app.state.max_body))
+        body = parse(LogoutRequest, await read_optional_json(request, request.app.state.max_body))
         token = cookie if cookie is not None else body.refresh_token
         if token is None:
             bearer_token(None)  # raises MissingToken: neither credential was sent (401)

@@ -100,10 +100,28 @@ class ErrorResponse(BaseModel):
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    _require_json(request)
+    return _json_object(await read_limited(request, limit))
+
+
+async def read_optional_json(request: Request, limit: int) -> dict[str, Any]:
+    """Like :func:`read_json`, for routes whose body may be left out: an empty body is ``{}``.
+    Whether there is one is known only once it is read: an HTTP/2 request may stream a body
+    with neither Content-Length nor Transfer-Encoding (RFC 9113 §8.1)."""
+    body = await read_limited(request, limit)
+    if not body:
+        return {}
+    _require_json(request)
+    return _json_object(body)
+
+
+def _require_json(request: Request) -> None:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise InvalidRequest("The request body must be JSON (Content-Type: application/json).")
-    body = await read_limited(request, limit)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
@@ -136,8 +154,3 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise InvalidRequest(f"{field}: {first['msg']}.") from None
-
-
-def has_body(request: Request) -> bool:
-    headers = request.headers
-    return "transfer-encoding" in headers or headers.get("content-length", "0") != "0"

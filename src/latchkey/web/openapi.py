@@ -136,7 +136,8 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "grace window revokes the whole session; retrying the previous one within the "
                 "window returns the same successor. Header mode: `refresh_token` in the body. "
                 "Cookie mode: no `refresh_token` (no body, or `{}`) and the refresh cookie; the "
-                "successor is set in the cookie, and a 401 or 403 clears it.",
+                "successor is set in the cookie; a 401 or an account_disabled 403 clears it (a "
+                "cross-site 403 does not).",
                 "security": [{}, {"refresh_cookie": []}],
                 "parameters": [_CSRF],
                 "requestBody": {"required": False, **_json(RefreshRequest)},
@@ -163,8 +164,9 @@ def _operations() -> dict[str, dict[str, Any]]:
             "post": {
                 "summary": "End the session of a bearer access token or of a refresh token",
                 "description": "The bearer token's session, else the refresh cookie's, else the "
-                "body's refresh token's. With the refresh cookie, every answer but a 403 "
-                "clears it.",
+                "body's refresh token's. With the refresh cookie, a 204 or an invalid_grant 401 "
+                "clears it; other failures (403, 429, 503, a bad bearer token) leave it, so "
+                "that logging out can be tried again.",
                 "security": [{"bearer": []}, {"refresh_cookie": []}, {}],
                 "parameters": [_CSRF],
                 "requestBody": {"required": False, **_json(LogoutRequest)},

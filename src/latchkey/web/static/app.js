@@ -155,7 +155,13 @@ async function renew(before) {
     return { ok: false, ended: false, message: OFFLINE };
   }
   if (response.ok) {
-    accept(await response.json());
+    let pair;
+    try {
+      pair = await response.json();
+    } catch {
+      return { ok: false, ended: false, message: OFFLINE }; // not ours (a proxy's page?): retry
+    }
+    accept(pair);
     refreshes += 1;
     document.body.dataset.refreshes = String(refreshes);
     announce({ type: "token", token, issuedAt, expiresAt });
@@ -378,7 +384,12 @@ async function signIn(event) {
 async function signOut() {
   // Under the refresh lock: no tab rotates the cookie while it is being revoked.
   const response = await withLock(() => send("POST", "/auth/logout", { bearer: false }));
-  if (!response.ok && response.status !== 401) throw await failure(response);
+  if (!response.ok && response.status !== 401) {
+    // 429, 503: the session is still live and the cookie kept; the user can try again.
+    const error = await failure(response);
+    error.message = `Signing out failed: you are still signed in. ${error.message}`;
+    throw error;
+  }
   end(SIGNED_OUT, { tell: "You signed out in another tab.", error: false });
 }
 
