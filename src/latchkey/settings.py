@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -51,8 +52,8 @@ def origin_of(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"  # IPv6 literal
+    if ":" in host:  # an IPv6 literal, in the shortest form browsers use (RFC 5952)
+        host = f"[{ipaddress.IPv6Address(host).compressed}]"  # ValueError when invalid
     port = parts.port  # ValueError when out of range
     if port is None or port == _DEFAULT_PORTS.get(scheme):
         return f"{scheme}://{host}"
@@ -85,7 +86,9 @@ def _origin(value: str) -> str:
     try:
         return origin_of(value)
     except ValueError:
-        raise ValueError(f"{value!r}: the port is out of range") from None
+        raise ValueError(
+            f"{value!r}: the port is out of range, or the IPv6 address invalid"
+        ) from None
 
 
 Duration = Annotated[int, BeforeValidator(_duration)]

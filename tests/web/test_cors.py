@@ -194,6 +194,13 @@ def test_json_list_of_origins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.cors_origins == ("https://a.example", "http://[::1]:8080")
 
 
+def test_ipv6_origins_take_the_form_browsers_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IPv6 literal is written in its shortest lower-case form (RFC 5952), as in Origin."""
+    monkeypatch.setenv("LATCHKEY_CORS_ORIGINS", "http://[0:0::1]:8080, https://[2001:DB8:0::A]")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.cors_origins == ("http://[::1]:8080", "https://[2001:db8::a]")
+
+
 def test_no_origins_by_default() -> None:
     """Unset or empty: no origin is listed."""
     assert Settings(_env_file=None).cors_origins == ()  # type: ignore[call-arg]
@@ -214,6 +221,7 @@ def test_no_origins_by_default() -> None:
         "ftp://a.example",
         "a.example",
         "https://a.example:99999",
+        "http://[::1::2]",
         "https://",
         "[not json",
     ],
