@@ -284,12 +284,11 @@ async def test_kill_9_during_a_refresh_storm_loses_no_acknowledged_rotation(
         acknowledged = [pair["refresh_token"] for pair in pairs]
         rotations = [0] * chains
         refused: list[str] = []
-        storm_started = asyncio.Event()
+        every_chain_rotated = asyncio.Event()
 
         async def chain(n: int) -> None:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                storm_started.set()
                 try:
                     response = await refresh(client, acknowledged[n])
                 except httpx.TransportError:
@@ -299,10 +298,12 @@ async def test_kill_9_during_a_refresh_storm_loses_no_acknowledged_rotation(
                     return
                 acknowledged[n] = response.json()["refresh_token"]
                 rotations[n] += 1
+                if all(rotations):
+                    every_chain_rotated.set()
 
         tasks = [asyncio.create_task(chain(n)) for n in range(chains)]
-        await storm_started.wait()
-        await asyncio.sleep(1.0)
+        # Kill once every chain has an acknowledged rotation (however slow the machine is).
+        await asyncio.wait_for(every_chain_rotated.wait(), timeout=60)
         server.kill()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
 
