@@ -1,10 +1,12 @@
 """Redis adapters: the deny-list fan-out and the shared login throttle (DESIGN §3, §6).
 
 :class:`RedisRevocations` keeps every instance's :class:`~latchkey.revocation.LocalDenyList`
-in step. A revocation is stored as ``<channel>:<sid>`` (value ``until``, TTL ``until - now``
+in step. A revocation is stored as ``<channel>:<name>`` (value ``until``, TTL ``until - now``
 by the injected clock, so a skew between this host's and Redis's clock does not matter) and
-announced on ``channel`` as ``"<sid> <until>"`` in one MULTI/EXEC. A background task
-subscribes, then SCANs the stored keys (so an instance started late, or one that lost its
+announced on ``channel`` as ``"<name> <until>"`` in one MULTI/EXEC. ``name`` is a session id
+(one revoked session), or ``user:<user id>:<not before>:<exempt sid or ->`` (every session of
+a user ended at once: one entry whatever their number; :func:`user_entry_name`). A background
+task subscribes, then SCANs the stored keys (so an instance started late, or one that lost its
 connection, learns what it missed), then adds every message to the local list.
 
 :class:`RedisThrottle` counts failures in one sorted set per key (score = the injected clock's
@@ -84,12 +86,27 @@ def _redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+_USER = "user:"
+
+
+def user_entry_name(user_id: str, not_before: float, exempt_sid: str | None) -> str:
+    """The feed's name of a per-user cutoff (user ids and session ids hold no ``:``)."""
+    return f"{_USER}{user_id}:{not_before!r}:{exempt_sid or '-'}"
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 def _describe(exc: BaseException) -> str:
@@ -137,7 +154,7 @@ class RedisRevocations:
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
         self._failing = False
-        self._pending: dict[str, float] = {}  # sid → until, not yet stored in Redis
+        self._pending: dict[str, float] = {}  # name → until, not yet stored in Redis
 
     @property
     def local(self) -> LocalDenyList:
@@ -146,10 +163,21 @@ class RedisRevocations:
     async def publish(self, sid: str, until: float) -> None:
         """Deny ``sid`` here at once, then store and announce it; never raises on Redis."""
         self._local.add(sid, until)
+        await self._publish(sid, until)
+
+    async def publish_user(
+        self, user_id: str, not_before: float, until: float, *, exempt_sid: str | None = None
+    ) -> None:
+        """Apply a per-user cutoff here at once, then store and announce it, like
+        :meth:`publish`: one key and one message, whatever the user's session count."""
+        self._local.add_user(user_id, not_before, until, exempt_sid=exempt_sid)
+        await self._publish(user_entry_name(user_id, not_before, exempt_sid), until)
+
+    async def _publish(self, name: str, until: float) -> None:
         try:
-            await self._announce(sid, until)
+            await self._announce(name, until)
         except _FAILURES as exc:
-            self._pending[sid] = max(until, self._pending.get(sid, until))
+            self._pending[name] = max(until, self._pending.get(name, until))
             self._warnings.warn(
                 "publish",
                 "Redis at %s unreachable (%s): revocation applied on this instance now, "
@@ -163,23 +191,23 @@ class RedisRevocations:
         """How many revocations wait for Redis to come back."""
         return len(self._pending)
 
-    async def _announce(self, sid: str, until: float) -> None:
+    async def _announce(self, name: str, until: float) -> None:
         ttl_ms = math.ceil((until - self._clock.now()) * 1000)
         if ttl_ms <= 0:
-            return  # every access token of the session has expired: nothing to announce
+            return  # every access token it covers has expired: nothing to announce
         value = repr(until)
         async with asyncio.timeout(self._timeout):
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(self._prefix + sid, value, px=ttl_ms)
-                pipe.publish(self._channel, f"{sid} {value}")
+                pipe.set(self._prefix + name, value, px=ttl_ms)
+                pipe.publish(self._channel, f"{name} {value}")
                 await pipe.execute()
 
     async def _flush_pending(self) -> None:
         """Store and announce what ``publish`` could not; stops at the first failure."""
-        for sid, until in list(self._pending.items()):
-            await self._announce(sid, until)
-            if self._pending.get(sid) == until:
-                del self._pending[sid]
+        for name, until in list(self._pending.items()):
+            await self._announce(name, until)
+            if self._pending.get(name) == until:
+                del self._pending[name]
 
     async def start(self) -> None:
         """Start following the channel; waits briefly for the first attempt, never fails."""
@@ -275,8 +303,8 @@ class RedisRevocations:
             if message is not None:
                 heard, pinged = now, None
                 if message["type"] == "message":
-                    sid, _, until = str(message["data"]).rpartition(" ")
-                    self._add(sid, until)
+                    name, _, until = str(message["data"]).rpartition(" ")
+                    self._add(name, until)
             elif pinged is not None:
                 if now - pinged > _POLL + self._timeout:
                     raise RedisConnectionError("no answer to PING on the subscription")
@@ -284,15 +312,20 @@ class RedisRevocations:
                 await pubsub.ping()
                 pinged = now
 
-    def _add(self, sid: str, raw_until: str) -> None:
-        try:
-            until = float(raw_until)
-        except ValueError:
-            until = math.nan
-        if not sid or not math.isfinite(until):
-            logger.debug("ignored a malformed revocation on %s", self._channel)
+    def _add(self, name: str, raw_until: str) -> None:
+        until = _number(raw_until)
+        if name.startswith(_USER):
+            user_id, _, rest = name[len(_USER) :].partition(":")
+            raw_not_before, _, exempt = rest.partition(":")
+            not_before = _number(raw_not_before)
+            if user_id and exempt and math.isfinite(not_before) and math.isfinite(until):
+                exempt_sid = None if exempt == "-" else exempt
+                self._local.add_user(user_id, not_before, until, exempt_sid=exempt_sid)
+                return
+        elif name and ":" not in name and math.isfinite(until):
+            self._local.add(name, until)
             return
-        self._local.add(sid, until)
+        logger.debug("ignored a malformed revocation on %s", self._channel)
 
 
 class RedisThrottle:

@@ -84,3 +84,31 @@ async def test_close_is_idempotent(follow: Follow) -> None:
     await asyncio.to_thread(denylist.close)
     await asyncio.to_thread(denylist.close)
     assert "anything" not in denylist
+
+
+async def test_a_user_cutoff_refuses_that_users_earlier_tokens(
+    redis_url: str,
+    make_revocations: MakeRevocations,
+    follow,
+    clock: ManualClock,  # type: ignore[no-untyped-def]
+) -> None:
+    """Every session of user-1 ended at once: one entry refuses all of its earlier tokens,
+    the exempt session's and later ones pass, and other users are untouched."""
+    service = await make_revocations(redis_url)
+    denylist = await follow()
+    key = SigningKey.generate("ES256")
+    verifier = Verifier(
+        [key.public], issuer=ISSUER, audience=AUDIENCE, clock=clock, revoked_sessions=denylist
+    )
+    earlier = [token_for(key, clock, f"sid-{n}") for n in range(5)]
+    kept = token_for(key, clock, "sid-kept")
+    clock.advance(0.5)
+    await service.publish_user("user-1", clock.now(), clock.now() + 900, exempt_sid="sid-kept")
+    assert await eventually(lambda: denylist.refuses("user-1", "sid-0", 0), within=1.0)
+    for token in earlier:
+        with pytest.raises(RevokedToken):
+            verifier.verify(token)
+    assert verifier.verify(kept)["sid"] == "sid-kept"
+    assert len(denylist) == 1
+    clock.advance(1)
+    assert verifier.verify(token_for(key, clock, "sid-new"))["sid"] == "sid-new"

@@ -10,6 +10,7 @@ import redis.asyncio
 from redis_helpers import UNREACHABLE_URL, MakeRevocations, ThrowawayRedis, eventually
 
 from latchkey.core.clock import ManualClock
+from latchkey.core.epochs import UserCutoff
 from latchkey.core.errors import ServiceUnavailable
 from latchkey.redis_backends import RedisRevocations
 
@@ -130,3 +131,49 @@ async def test_delivery_resumes_after_redis_restarts(
     messages = [r.getMessage() for r in caplog.records if r.name == "latchkey.redis"]
     assert any("feed lost" in m for m in messages)
     assert any("reachable again" in m for m in messages)
+
+
+async def test_a_user_cutoff_reaches_other_instances_and_late_starters(
+    redis_url: str, make_revocations: MakeRevocations, clock: ManualClock, namespace: str
+) -> None:
+    """One key and one message per user, whatever its session count; an instance started
+    later loads it from the key."""
+    a = await make_revocations(redis_url)
+    b = await make_revocations(redis_url)
+    at = clock.now() + 0.25
+    await a.publish_user("user-1", at, at + LIFETIME, exempt_sid="kept")
+    assert a.local.cutoff("user-1") == UserCutoff(at, "kept")
+    assert await eventually(lambda: b.local.cutoff("user-1") is not None, within=1.0)
+    assert b.local.cutoff("user-1") == UserCutoff(at, "kept")
+    late = await make_revocations(redis_url)
+    assert await eventually(lambda: late.local.cutoff("user-1") is not None, within=1.0)
+    assert late.local.cutoff("user-1") == UserCutoff(at, "kept")
+    assert len(late.local) == 1
+    async with redis.asyncio.Redis.from_url(redis_url) as client:
+        keys = [key async for key in client.scan_iter(match=f"{namespace}:revoked:*")]
+    assert len(keys) == 1
+
+
+async def test_a_user_cutoff_without_exemption_and_a_later_one(
+    redis_url: str, make_revocations: MakeRevocations, clock: ManualClock
+) -> None:
+    a = await make_revocations(redis_url)
+    b = await make_revocations(redis_url)
+    first, second = clock.now(), clock.now() + 1.5
+    await a.publish_user("user-1", first, first + LIFETIME, exempt_sid="kept")
+    await a.publish_user("user-1", second, second + LIFETIME)
+    assert await eventually(lambda: b.local.cutoff("user-1") == UserCutoff(second), within=1.0)
+
+
+async def test_malformed_user_entries_are_ignored(
+    redis_url: str, make_revocations: MakeRevocations, clock: ManualClock, namespace: str
+) -> None:
+    b = await make_revocations(redis_url)
+    until = repr(clock.now() + LIFETIME)
+    async with redis.asyncio.Redis.from_url(redis_url) as client:
+        for bad in ("user:", "user:u1", "user:u1:nan:-", "user::5.0:-", "user:u1:5.0", "a:b"):
+            await client.publish(f"{namespace}:revoked", f"{bad} {until}")
+        await client.publish(f"{namespace}:revoked", f"user:u2:5.0:- {until}")
+    assert await eventually(lambda: b.local.cutoff("u2") is not None, within=1.0)
+    assert b.local.cutoff("u2") == UserCutoff(5.0)
+    assert len(b.local) == 1

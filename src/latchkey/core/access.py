@@ -61,8 +61,13 @@ class AccessTokenIssuer:
             signer = self._signer = CompactSigner(key, ACCESS_TOKEN_TYP)
         return signer
 
-    def issue(self, *, subject: str, sid: str, scope: str, auth_time: int) -> IssuedAccessToken:
-        now = int(self._clock.now())
+    def issue(
+        self, *, subject: str, sid: str, scope: str, auth_time: int, at: float | None = None
+    ) -> IssuedAccessToken:
+        """``at``: the instant the session was found live (default: now). ``iat`` is that
+        instant in whole seconds, rounded down, so it is never later than the check that let
+        the token out (core/epochs.py relies on it)."""
+        now = int(self._clock.now() if at is None else at)
         exp = now + self.ttl
         jti = b64url_encode(secrets.token_bytes(16))
         # RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti are required.

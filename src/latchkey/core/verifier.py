@@ -18,7 +18,8 @@ docs/benchmarks.md). What it enforces, with references:
   (RFC 7519 §2 NumericDate; strings and booleans refused) with leeway 0 by default,
   ``exp - iat`` no longer than the longest lifetime the issuer uses, required ``sub`` and
   ``jti`` (RFC 9068 §2.2); duplicate header members are refused (RFC 7515 §5.2);
-- optionally, the token's ``sid`` is looked up in a revocation deny-list.
+- optionally, a revocation deny-list: the token's ``sid`` (one revoked session), or its
+  ``sub`` and ``iat`` (every session of a user ended at once, core/epochs.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Container, Iterable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn, TypedDict
+from typing import Any, NoReturn, Protocol, TypedDict, runtime_checkable
 
 import orjson
 
@@ -65,6 +66,14 @@ class AccessClaims(TypedDict, total=False):
     sid: str
     scope: str
     auth_time: int
+
+
+@runtime_checkable
+class DenyList(Protocol):
+    """Revocations a verifier consults (e.g. :class:`latchkey.revocation.LocalDenyList`,
+    :class:`latchkey.guard.denylist.RedisDenyList`); called with verified claims only."""
+
+    def refuses(self, sub: object, sid: object, iat: float) -> bool: ...
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -123,8 +132,10 @@ class Verifier:
         leeway: int = 0,
         max_lifetime: int | None = 3600,
         clock: Clock | None = None,
-        revoked_sessions: Container[str] | None = None,
+        revoked_sessions: DenyList | Container[str] | None = None,
     ) -> None:
+        """``revoked_sessions``: a :class:`DenyList`, or any ``Container[str]`` of revoked
+        session ids (a ``set`` will do)."""
         source: KeySource
         if isinstance(keys, Mapping):
             source = StaticKeySet.from_jwks(keys)
@@ -139,7 +150,12 @@ class Verifier:
         self.max_lifetime = max_lifetime
         self._clock = clock or SystemClock()
         self._now = self._clock.now
-        self._revoked = revoked_sessions
+        self._revoked: DenyList | None = None
+        self._revoked_sids: Container[str] | None = None
+        if isinstance(revoked_sessions, DenyList):
+            self._revoked = revoked_sessions
+        else:
+            self._revoked_sids = revoked_sessions
         self._headers: dict[
             bytes, tuple[str, str]
         ] = {}  # header segment -> kid, for headers that passed
@@ -212,7 +228,10 @@ class Verifier:
         if type(claims) is not dict:
             raise MalformedToken()
         self._check_claims(claims)
-        if self._revoked is not None and claims.get("sid") in self._revoked:
+        if self._revoked is not None:
+            if self._revoked.refuses(claims["sub"], claims.get("sid"), claims["iat"]):
+                raise RevokedToken()
+        elif self._revoked_sids is not None and claims.get("sid") in self._revoked_sids:
             raise RevokedToken()
         return claims  # type: ignore[return-value]
 

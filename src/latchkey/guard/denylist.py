@@ -8,7 +8,7 @@ Redis the latchkey service announces revocations on::
     verifier = Verifier.from_jwks_url(jwks_url, issuer=..., audience=..., revoked_sessions=revoked)
 
 It runs its own event loop in a daemon thread, so it works the same under Flask, Django,
-Starlette or FastAPI; a membership test is an in-memory lookup (no I/O per request). If
+Starlette or FastAPI; a lookup is in memory (no I/O per request). If
 Redis is unreachable it keeps what it knows and catches up when Redis is back (the policy of
 :class:`latchkey.redis_backends.RedisRevocations`); access tokens still end with their lifetime.
 """
@@ -26,7 +26,10 @@ from ..redis_backends import RedisRevocations
 
 
 class RedisDenyList:
-    """A ``Container[str]`` of revoked session ids, kept current from Redis in the background."""
+    """The service's revocations, kept current from Redis in the background: revoked session
+    ids, and per-user cutoffs (every session of a user ended at once: one entry, whatever
+    their number). A :class:`~latchkey.core.verifier.DenyList` and a ``Container[str]`` of
+    revoked session ids."""
 
     def __init__(
         self,
@@ -49,6 +52,9 @@ class RedisDenyList:
 
     def _call(self, work: Coroutine[Any, Any, None]) -> Future[None]:
         return asyncio.run_coroutine_threadsafe(work, self._loop)
+
+    def refuses(self, sub: object, sid: object, iat: float) -> bool:
+        return self._revocations.local.refuses(sub, sid, iat)
 
     def __contains__(self, sid: object) -> bool:
         return sid in self._revocations.local
