@@ -151,6 +151,12 @@ def test_unreadable_signing_key_file_is_one_line(
     assert main(["migrate"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "PEM" in err
+    assert err.startswith(f"latchkey: LATCHKEY_SIGNING_KEY_FILE: {bad}: ")
+
+    bad.unlink()
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"latchkey: LATCHKEY_SIGNING_KEY_FILE: {bad}: No such file or directory\n"
 
 
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:

@@ -72,4 +72,9 @@ def load_or_create_secret(data_dir: Path, configured: str | None) -> bytes:
 
 
 def load_signing_key(path: Path) -> SigningKey:
-    return SigningKey.from_pem(_read_private(path))
+    """The key of ``LATCHKEY_SIGNING_KEY_FILE``; an error names the variable and the file."""
+    try:
+        return SigningKey.from_pem(_read_private(path))
+    except ConfigurationError as exc:
+        detail = exc.description.removeprefix(f"cannot read {path}: ")
+        raise ConfigurationError(f"LATCHKEY_SIGNING_KEY_FILE: {path}: {detail}") from exc
