@@ -31,6 +31,8 @@ from latchkey.core.errors import (
     LatchkeyError,
     MalformedToken,
     RevokedToken,
+    WrongAudience,
+    WrongIssuer,
 )
 from latchkey.core.keys import ALGORITHMS, SigningKey, VerificationKey
 from latchkey.core.verifier import MAX_TOKEN_LENGTH, Verifier, require_scopes, scopes_of
@@ -159,6 +161,18 @@ def test_issued_token_is_accepted(
         "scope": "read",
         "auth_time": 123,
     }
+
+
+def test_a_token_without_scopes_has_no_scope_claim(
+    verifier: Verifier, issuer: AccessTokenIssuer
+) -> None:
+    """No empty claim: a user without scopes gets no "scope" at all (not "scope": ""), and
+    such a token still verifies and has no scope."""
+    claims = verifier.verify(issuer.issue(subject="u", sid="s", scope="", auth_time=1).token)
+    assert "scope" not in claims
+    assert scopes_of(claims) == frozenset()
+    with pytest.raises(InsufficientScope):
+        require_scopes(claims, ["read"])
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
@@ -438,8 +452,8 @@ def test_header_member_order_does_not_matter(
 def test_wrong_issuer_is_refused(
     verifier: Verifier, rsa_key: SigningKey, clock: ManualClock, iss: object
 ) -> None:
-    """iss must equal the configured issuer exactly."""
-    with pytest.raises(InvalidClaims):
+    """iss must equal the configured issuer exactly; the class says which check failed."""
+    with pytest.raises(WrongIssuer):
         verifier.verify(make_token(rsa_key, clock, iss=iss))
 
 
@@ -451,7 +465,7 @@ def test_wrong_audience_is_refused(
     verifier: Verifier, rsa_key: SigningKey, clock: ManualClock, aud: object
 ) -> None:
     """aud must be the configured audience or a list holding it."""
-    with pytest.raises(InvalidClaims):
+    with pytest.raises(WrongAudience):
         verifier.verify(make_token(rsa_key, clock, aud=aud))
 
 

@@ -151,6 +151,14 @@ class InvalidClaims(InvalidToken):
     """A claim is missing, of the wrong type, or of the wrong value."""
 
 
+class WrongIssuer(InvalidClaims):
+    """``iss`` is not the issuer the verifier expects, character for character."""
+
+
+class WrongAudience(InvalidClaims):
+    """``aud`` neither is nor lists the audience the verifier expects."""
+
+
 class ExpiredToken(InvalidClaims):
     """``exp`` is in the past."""
 

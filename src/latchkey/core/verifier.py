@@ -42,6 +42,8 @@ from .errors import (
     InvalidClaims,
     MalformedToken,
     RevokedToken,
+    WrongAudience,
+    WrongIssuer,
 )
 from .keys import VerificationKey
 from .keysets import KeySource, StaticKeySet
@@ -238,10 +240,10 @@ class Verifier:
     def _check_claims(self, claims: dict[str, Any]) -> None:
         # RFC 7519 §4.1.1, §4.1.3: exact issuer; audience equal or listed.
         if claims.get("iss") != self.issuer:
-            raise InvalidClaims()
+            raise WrongIssuer()
         aud = claims.get("aud")
         if aud != self.audience and not (type(aud) is list and self.audience in aud):
-            raise InvalidClaims()
+            raise WrongAudience()
         exp: Any = claims.get("exp")
         iat: Any = claims.get("iat")
         # NumericDate is a JSON number (RFC 7519 §2): "exp": "123" or true is refused.
