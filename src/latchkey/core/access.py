@@ -80,7 +80,8 @@ class AccessTokenIssuer:
             "jti": jti,
             "client_id": self.client_id,
             "sid": sid,
-            "scope": scope,
             "auth_time": auth_time,
         }
+        if scope:  # no empty claim: a user without scopes gets no "scope" (RFC 9068 §2.2.3)
+            claims["scope"] = scope
         return IssuedAccessToken(token=self._current_signer().sign(claims), expires_at=exp, jti=jti)
