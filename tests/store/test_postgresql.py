@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from latchkey.core.audit import AuditEvent, AuditKind
 from latchkey.store import Store
-from latchkey.store.migrate import _config, current_revision, head_revision, upgrade
+from latchkey.store.migrate import config, current_revision, head_revision, upgrade
 from latchkey.store.sql import SqlStore
 from support import POSTGRES_URL, empty_postgres, run_sync
 
@@ -51,7 +51,7 @@ async def test_concurrent_migrations_are_serialised(postgres_url: str) -> None:
 async def upgrade_to(engine: AsyncEngine, revision: str) -> None:
     """Migrate to one revision (as the previous release did), not to head."""
     async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(_config(sync), revision))
+        await conn.run_sync(lambda sync: command.upgrade(config(sync), revision))
 
 
 @pytest.fixture

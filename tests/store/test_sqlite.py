@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from latchkey.core.audit import AuditEvent, AuditKind
 from latchkey.store import Store
-from latchkey.store.migrate import _config, current_revision, head_revision, upgrade
+from latchkey.store.migrate import config, current_revision, head_revision, upgrade
 from latchkey.store.sql import SqlStore
 
 pytestmark = pytest.mark.anyio
@@ -94,7 +94,7 @@ async def test_upgrade_from_a_second_engine_is_a_no_op(database_url: str) -> Non
 async def upgrade_to(engine: AsyncEngine, revision: str) -> None:
     """Migrate to one revision (as the previous release did), not to head."""
     async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(_config(sync), revision))
+        await conn.run_sync(lambda sync: command.upgrade(config(sync), revision))
 
 
 def _indexes(sync_connection: object, table: str) -> set[str]:

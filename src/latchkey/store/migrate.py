@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 _SCRIPTS = Path(__file__).with_name("migrations")
 
 
-def _config(connection: Any = None) -> Config:
+def config(connection: Any = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     config.attributes["connection"] = connection
@@ -23,18 +23,18 @@ def _config(connection: Any = None) -> Config:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return ScriptDirectory.from_config(config()).get_current_head()
 
 
-_MIGRATION_LOCK = 0x6C6B_6D69  # advisory-lock id ("lkmi")
+MIGRATION_LOCK = 0x6C6B_6D69  # advisory-lock id ("lkmi")
 
 
 def _upgrade(connection: Any) -> None:
     if connection.dialect.name == "postgresql":
         # Instances starting together, or `latchkey migrate` during a rolling upgrade, run
         # the migrations one at a time; the later ones then find nothing to do.
-        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-    command.upgrade(_config(connection), "head")
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+    command.upgrade(config(connection), "head")
 
 
 def _current(connection: Any) -> str | None:
