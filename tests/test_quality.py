@@ -24,7 +24,8 @@ def test_public_api_is_small_and_sorted() -> None:
 def test_core_imports_no_web_framework_or_database() -> None:
     """The core stays pure: importing it loads no web framework or database driver."""
     code = (
-        "import sys, latchkey.core.verifier, latchkey.core.sessions, latchkey.core.passwords;"
+        "import sys, latchkey.core.verifier, latchkey.core.sessions, latchkey.core.passwords,"
+        " latchkey.core.keycache;"
         "bad = [m for m in ('starlette', 'sqlalchemy', 'aiosqlite', 'httpx', 'flask') "
         "if m in sys.modules]; print(','.join(bad))"
     )

@@ -11,6 +11,7 @@ from .core.errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidToken,
+    KeySetUnavailable,
     LatchkeyError,
     RevokedToken,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidGrant",
     "InvalidRequest",
     "InvalidToken",
+    "KeySetUnavailable",
     "LatchkeyError",
     "ManualClock",
     "RevokedToken",

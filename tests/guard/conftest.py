@@ -4,11 +4,12 @@ that trusts that key, and the example apps loaded from ``examples/``."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from keyserver import KeyServer
 
 from latchkey import ManualClock, SigningKey, Verifier
 from latchkey.core.access import AccessTokenIssuer
@@ -67,3 +68,33 @@ def load_example(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]
 def verifier_options(clock: ManualClock) -> dict[str, object]:
     """The issuer, audience and clock every verifier in these tests uses."""
     return {"issuer": ISSUER, "audience": AUDIENCE, "clock": clock}
+
+
+@pytest.fixture
+def key_server(signing_key: SigningKey) -> Iterator[KeyServer]:
+    """A real JWKS server publishing ``signing_key``; tests make it hang, refuse or fail."""
+    server = KeyServer([signing_key])
+    yield server
+    server.stop()
+
+
+RemoteVerifier = Callable[..., Verifier]
+
+
+@pytest.fixture
+def remote_verifier(
+    key_server: KeyServer, verifier_options: dict[str, object]
+) -> Iterator[RemoteVerifier]:
+    """``remote_verifier(**options)``: a Verifier on the key server's URL, closed after the
+    test (its background refresh stops)."""
+    made: list[Verifier] = []
+
+    def make(**options: object) -> Verifier:
+        verifier = Verifier.from_jwks_url(key_server.url, **{**verifier_options, **options})
+        made.append(verifier)
+        return verifier
+
+    yield make
+    key_server.release()
+    for verifier in made:
+        verifier.close()

@@ -8,6 +8,8 @@ for a rejected token is the same whichever check failed (DESIGN §3).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 
 class LatchkeyError(Exception):
     """Root of every error latchkey raises on purpose."""
@@ -45,9 +47,37 @@ class NotFound(LatchkeyError):
 
 
 class ServiceUnavailable(LatchkeyError):
+    """A dependency failed (database, Redis, the key server): answered 503 with
+    ``Retry-After: retry_after`` seconds (RFC 9110 §10.2.3)."""
+
     error = "temporarily_unavailable"
     status_code = 503
     description = "The service is temporarily unavailable. Try again shortly."
+
+    def __init__(self, description: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(description)
+        self.retry_after = max(1, retry_after)
+
+
+class KeySetUnavailable(ServiceUnavailable):
+    """The keys that would check an access token cannot be had now: never fetched, past
+    their hard age limit, or the token names an unknown key while the key server fails.
+
+    A server fault, not a bad token: the guards answer 503 with ``Retry-After``, never 401, so
+    a client keeps its session and tries again later (docs/frameworks.md).
+    """
+
+    description = "The keys to check the access token cannot be fetched now. Try again shortly."
+
+
+class KeyPending(KeySetUnavailable):
+    """The key source is fetching the keys this token needs: ``await wait()`` (bounded,
+    never raises), then ask again. :meth:`latchkey.Verifier.verify_async` does that; a
+    caller that does not handle it answers 503 like any :class:`KeySetUnavailable`."""
+
+    def __init__(self, wait: Callable[[], Awaitable[None]], *, retry_after: int = 1) -> None:
+        super().__init__(retry_after=retry_after)
+        self.wait = wait
 
 
 class TooManyRequests(LatchkeyError):

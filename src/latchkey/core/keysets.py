@@ -5,16 +5,31 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigurationError
 from .keys import VerificationKey
 
 
 class KeySource(Protocol):
-    """Looks up a verification key by ``kid``; ``None`` when the kid is unknown."""
+    """Looks up a verification key by ``kid``; ``None`` when the kid is unknown. A source
+    that cannot tell now raises :class:`~latchkey.core.errors.KeySetUnavailable`."""
 
     def get(self, kid: str) -> VerificationKey | None: ...
+
+
+@runtime_checkable
+class RefreshingKeySource(KeySource, Protocol):
+    """A source that fetches its keys in the background (a JWKS URL): it can fetch them
+    before the first request, and its background work can be stopped."""
+
+    def warm_up(self, timeout: float | None = None) -> bool: ...
+
+    async def warm_up_async(self, timeout: float | None = None) -> bool: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class StaticKeySet:

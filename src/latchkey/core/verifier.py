@@ -40,13 +40,14 @@ from .errors import (
     ImmatureToken,
     InsufficientScope,
     InvalidClaims,
+    KeyPending,
     MalformedToken,
     RevokedToken,
     WrongAudience,
     WrongIssuer,
 )
 from .keys import VerificationKey
-from .keysets import KeySource, StaticKeySet
+from .keysets import KeySource, RefreshingKeySource, StaticKeySet
 
 MAX_TOKEN_LENGTH = 8192
 _ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
@@ -172,17 +173,63 @@ class Verifier:
 
     @classmethod
     def from_jwks_url(
-        cls, url: str, *, min_refetch_interval: float = 5.0, timeout: float = 5.0, **options: Any
+        cls,
+        url: str,
+        *,
+        min_refetch_interval: float = 5.0,
+        timeout: float = 5.0,
+        max_stale: float = 6 * 3600.0,
+        refresh_deadline: float = 1.0,
+        **options: Any,
     ) -> Verifier:
-        """Keys from a JWKS URL: fetched once, cached, refetched on an unknown ``kid`` at most
-        once per ``min_refetch_interval`` seconds."""
-        from ..remote_jwks import RemoteJWKS  # stdlib-only; imported lazily
+        """Keys from a JWKS URL, kept for the response's max-age and refreshed in the
+        background before it passes; a stale set keeps verifying for ``max_stale`` seconds
+        more while the URL fails. An unknown ``kid`` causes one fetch, at most once per
+        ``min_refetch_interval``, waited for at most ``refresh_deadline`` seconds. See
+        docs/frameworks.md "The keys" and :meth:`warm_up`."""
+        from ..adapters.remote_jwks import RemoteJWKS  # the only network code; loaded lazily
 
         clock = options.get("clock") or SystemClock()
         source = RemoteJWKS(
-            url, clock=clock, min_refetch_interval=min_refetch_interval, timeout=timeout
+            url,
+            clock=clock,
+            min_refetch_interval=min_refetch_interval,
+            timeout=timeout,
+            max_stale=max_stale,
+            refresh_deadline=refresh_deadline,
         )
         return cls(source, **options)
+
+    @property
+    def key_source(self) -> KeySource:
+        """Where this verifier finds its keys."""
+        return self._keys
+
+    # --- remote key sets: warm start and shutdown (no-ops for fixed keys) ---------------------
+
+    def warm_up(self, timeout: float | None = None) -> bool:
+        """Fetch the keys now (a WSGI app's start-up, Django settings): whether they are held.
+        Never raises; without keys the guards answer 503 until the background fetch works."""
+        source = self._keys
+        return source.warm_up(timeout) if isinstance(source, RefreshingKeySource) else True
+
+    async def warm_up_async(self, timeout: float | None = None) -> bool:
+        """:meth:`warm_up` in an ASGI lifespan: the background refresh then runs as a task on
+        that event loop."""
+        source = self._keys
+        if isinstance(source, RefreshingKeySource):
+            return await source.warm_up_async(timeout)
+        return True
+
+    def close(self) -> None:
+        """Stop the background refresh of a remote key set (idempotent)."""
+        if isinstance(self._keys, RefreshingKeySource):
+            self._keys.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` from an event loop."""
+        if isinstance(self._keys, RefreshingKeySource):
+            await self._keys.aclose()
 
     def _key_for_header(self, segment: bytes) -> VerificationKey:
         cached = self._headers.get(segment)
@@ -211,7 +258,11 @@ class Verifier:
         return key
 
     def verify(self, token: str) -> AccessClaims:
-        """Return the claims of a valid token or raise :class:`~latchkey.InvalidToken`."""
+        """Return the claims of a valid token or raise :class:`~latchkey.InvalidToken`;
+        :class:`~latchkey.KeySetUnavailable` when the keys cannot be had now (a remote key
+        set: never fetched, too old, or an unknown key id while its URL fails). A thread may
+        wait up to ``refresh_deadline`` for an unknown key id; coroutines use
+        :meth:`verify_async`."""
         if type(token) is not str or len(token) > MAX_TOKEN_LENGTH:
             raise MalformedToken()
         try:
@@ -236,6 +287,17 @@ class Verifier:
         elif self._revoked_sids is not None and claims.get("sid") in self._revoked_sids:
             raise RevokedToken()
         return claims  # type: ignore[return-value]
+
+    async def verify_async(self, token: str) -> AccessClaims:
+        """:meth:`verify` for coroutines: it never blocks the event loop. When the token names
+        a key the source is fetching, the fetch is awaited (at most its ``refresh_deadline``),
+        then the token is checked once more. Raises :class:`~latchkey.InvalidToken` or
+        :class:`~latchkey.KeySetUnavailable`."""
+        try:
+            return self.verify(token)
+        except KeyPending as pending:
+            await pending.wait()
+        return self.verify(token)
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
         # RFC 7519 §4.1.1, §4.1.3: exact issuer; audience equal or listed.

@@ -29,9 +29,7 @@ def error_response(error: LatchkeyError) -> JSONResponse:
         headers["WWW-Authenticate"] = challenge(error)  # RFC 6750 §3
     elif isinstance(error, InvalidClient):
         headers["WWW-Authenticate"] = 'Basic realm="latchkey"'  # RFC 6749 §5.2, RFC 7617
-    if isinstance(error, ServiceUnavailable):
-        headers["Retry-After"] = "1"
-    elif isinstance(error, TooManyRequests):
+    if isinstance(error, ServiceUnavailable | TooManyRequests):
         headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(
         {"error": error.error, "error_description": error.description},

@@ -1,0 +1,1 @@
+"""Adapters: what latchkey's use cases and guards need from the network, outside the core."""
