@@ -40,8 +40,8 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from latchkey import InsufficientScope, InvalidToken, LatchkeyError, Verifier
-from latchkey.guard.bearer import bearer_token, challenge
+from latchkey import AccessClaims, InsufficientScope, LatchkeyError, Verifier
+from latchkey.guard.bearer import REFUSALS, bearer_token, refusal_body, refusal_headers
 from latchkey.guard.denylist import RedisDenyList
 
 View = Callable[..., Any]
@@ -63,12 +63,12 @@ def verifier_from_env() -> Verifier:
 
 
 def refusal(error: LatchkeyError) -> JsonResponse:
-    """401 or 403 with an OAuth-style body and an RFC 6750 §3 challenge."""
-    response = JsonResponse(
-        {"error": error.error, "error_description": error.description}, status=error.status_code
-    )
-    response["WWW-Authenticate"] = challenge(error)
-    response["Cache-Control"] = "no-store"
+    """401 or 403 with an OAuth-style body and an RFC 6750 §3 challenge; 503 with
+    ``Retry-After`` when the keys cannot be had now (a server fault: the client keeps its
+    session and tries again)."""
+    response = JsonResponse(refusal_body(error), status=error.status_code)
+    for name, value in refusal_headers(error).items():
+        response[name] = value
     return response
 
 
@@ -78,21 +78,33 @@ def require_token(
     """Require ``Authorization: Bearer <access token>`` carrying every scope in ``scopes``.
 
     The claims land in ``request.claims``. Without a token, or with one that does not verify:
-    401 ``invalid_token``; with a valid token that lacks a scope: 403 ``insufficient_scope``.
-    The verifier is the one given, else ``settings.LATCHKEY_VERIFIER``. Works on sync and
-    async views; ``Verifier.verify`` is synchronous and does no I/O once the keys are cached.
+    401 ``invalid_token``; with a valid token that lacks a scope: 403 ``insufficient_scope``;
+    when the keys cannot be fetched now: 503 ``temporarily_unavailable``. The verifier is the
+    one given, else ``settings.LATCHKEY_VERIFIER``. Works on sync and async views: an async
+    view awaits ``Verifier.verify_async``, which never blocks the event loop.
     """
     required = frozenset(scopes)
+
+    def admit(request: HttpRequest, claims: AccessClaims) -> None:
+        if not required <= set(claims.get("scope", "").split()):  # RFC 9068 §2.2.3
+            raise InsufficientScope()
+        request.claims = claims  # type: ignore[attr-defined]
 
     def check(request: HttpRequest) -> JsonResponse | None:
         try:
             active = verifier or settings.LATCHKEY_VERIFIER
-            claims = active.verify(bearer_token(request.headers.get("Authorization")))
-            if not required <= set(claims.get("scope", "").split()):  # RFC 9068 §2.2.3
-                raise InsufficientScope()
-        except (InvalidToken, InsufficientScope) as error:
+            admit(request, active.verify(bearer_token(request.headers.get("Authorization"))))
+        except REFUSALS as error:
             return refusal(error)
-        request.claims = claims  # type: ignore[attr-defined]
+        return None
+
+    async def acheck(request: HttpRequest) -> JsonResponse | None:
+        try:
+            active = verifier or settings.LATCHKEY_VERIFIER
+            token = bearer_token(request.headers.get("Authorization"))
+            admit(request, await active.verify_async(token))
+        except REFUSALS as error:
+            return refusal(error)
         return None
 
     def finish(response: HttpResponse) -> HttpResponse:
@@ -106,7 +118,7 @@ def require_token(
 
             @functools.wraps(view)
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                denied = check(request)
+                denied = await acheck(request)
                 if denied is not None:
                     return finish(denied)
                 return finish(await view(request, *args, **kwargs))
@@ -209,6 +221,7 @@ def create_app(verifier: Verifier | None = None) -> Any:
     empty notebook."""
     # The ASGI server logs the requests: Django leaves the process's logging alone.
     configure(verifier, LOGGING_CONFIG=None)
+    settings.LATCHKEY_VERIFIER.warm_up()  # the keys before the first request (False: 503s)
     NOTES.clear()
     from django.core.asgi import get_asgi_application
 
@@ -218,6 +231,8 @@ def create_app(verifier: Verifier | None = None) -> Any:
 def main(argv: list[str]) -> None:
     """``python examples/django_api.py runserver 8001`` (or any other manage.py command)."""
     configure()
+    if argv[1:2] == ["runserver"]:
+        settings.LATCHKEY_VERIFIER.warm_up()  # the keys before the first request
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(argv)

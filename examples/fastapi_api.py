@@ -8,17 +8,20 @@ Run it next to a latchkey service (``latchkey serve`` on port 8000)::
 ``GET /notes`` needs any valid access token, ``POST /notes`` one with the ``write`` scope;
 ``/health`` is public. With ``LATCHKEY_REDIS_URL`` set to the service's Redis, the tokens of a
 session revoked at the service (logout, password change, …) are refused at once instead of
-living out their 15 minutes.
+living out their 15 minutes. The lifespan fetches the keys before the first request; when the
+key server cannot be reached, refusals are 503 with ``Retry-After``, never 401.
 """
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 from latchkey import AccessClaims, Verifier
-from latchkey.guard import require_token
+from latchkey.guard import exception_handlers, require_token
 from latchkey.guard.denylist import RedisDenyList
 
 
@@ -27,8 +30,8 @@ class NoteIn(BaseModel):
 
 
 def verifier_from_env() -> Verifier:
-    """Keys come from the service's JWKS, fetched once and cached; revoked sessions from
-    the service's Redis when there is one."""
+    """Keys come from the service's JWKS, cached and refreshed in the background; revoked
+    sessions from the service's Redis when there is one."""
     redis_url = os.environ.get("LATCHKEY_REDIS_URL")
     return Verifier.from_jwks_url(
         os.environ["LATCHKEY_JWKS_URL"],
@@ -44,7 +47,16 @@ def create_app(verifier: Verifier | None = None) -> FastAPI:
     Reader = Annotated[AccessClaims, Depends(require_token(verifier=verifier))]
     Writer = Annotated[AccessClaims, Depends(require_token(scopes=["write"], verifier=verifier))]
     notes: dict[str, list[str]] = {}  # owner (the token's "sub") -> notes
-    app = FastAPI(title="notes")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The keys before the first request; their refresh then runs as a task on this loop.
+        await verifier.warm_up_async()
+        yield
+        await verifier.aclose()
+
+    # exception_handlers: refusals get the OAuth body {"error", "error_description"}.
+    app = FastAPI(title="notes", lifespan=lifespan, exception_handlers=exception_handlers)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

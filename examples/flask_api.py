@@ -3,7 +3,9 @@
     LATCHKEY_JWKS_URL=http://127.0.0.1:8000/.well-known/jwks.json \\
         flask --app examples.flask_api:create_app run --port 8001
 
-The claims of a valid token are in ``flask.g.latchkey_claims``.
+The claims of a valid token are in ``flask.g.latchkey_claims``. ``create_app`` fetches the
+keys before the first request; when the key server cannot be reached, refusals are 503 with
+``Retry-After``, never 401.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def verifier_from_env() -> Verifier:
 
 def create_app(verifier: Verifier | None = None) -> Flask:
     verifier = verifier or verifier_from_env()
+    verifier.warm_up()  # the keys now; their refresh then runs in a thread of its own
     notes: dict[str, list[str]] = {}
     app = Flask(__name__)
 

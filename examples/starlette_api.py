@@ -4,12 +4,16 @@
         uvicorn --factory examples.starlette_api:create_app --port 8001
 
 The middleware puts the claims of a valid token in ``request.state.claims``; a route that
-needs a scope checks it with ``require_token``, which reuses those claims.
+needs a scope checks it with ``require_token``, which reuses those claims. The lifespan
+fetches the keys before the first request; when the key server cannot be reached, refusals
+are 503 with ``Retry-After``, never 401.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from latchkey import Verifier
-from latchkey.guard import BearerAuthMiddleware, require_token
+from latchkey.guard import BearerAuthMiddleware, exception_handlers, require_token
 
 
 def verifier_from_env() -> Verifier:
@@ -47,7 +51,16 @@ def create_app(verifier: Verifier | None = None) -> Starlette:
         notes.setdefault(claims["sub"], []).append(text)
         return JSONResponse({"owner": claims["sub"], "text": text}, status_code=201)
 
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # The keys before the first request; their refresh then runs as a task on this loop.
+        await verifier.warm_up_async()
+        yield
+        await verifier.aclose()
+
     return Starlette(
+        lifespan=lifespan,
+        exception_handlers=exception_handlers,  # require_token's 403 as an OAuth body
         routes=[
             Route("/health", health),
             Route("/notes", list_notes, methods=["GET"]),

@@ -55,6 +55,9 @@ class Network(httpx.AsyncBaseTransport):
         self.sent.append((url.host, url.path, request.headers.get("authorization")))
         return await self._transports[url.host].handle_async_request(request)
 
+    def add(self, host: str, app: ASGIApp) -> None:
+        self._transports[host] = httpx.ASGITransport(app=app)
+
     def paths(self) -> list[str]:
         return [f"{host}{path}" for host, path, _ in self.sent]
 
@@ -65,7 +68,10 @@ class Network(httpx.AsyncBaseTransport):
 def resource_server(service: AuthService, clock: ManualClock, audience: str) -> Starlette:
     """An API that accepts access tokens for ``audience`` only (latchkey's own guard)."""
     verifier = Verifier(service.jwks(), issuer=service.issuer_name, audience=audience, clock=clock)
+    return resource_server_with(verifier)
 
+
+def resource_server_with(verifier: Verifier) -> Starlette:
     async def notes(request: Request) -> JSONResponse:
         return JSONResponse({"owner": request.state.claims["sub"]})
 
@@ -301,6 +307,62 @@ async def test_a_disabled_account_raises_refresh_failed(world: World) -> None:
     with pytest.raises(RefreshFailed) as failed:
         await world.http.get("/auth/me")
     assert (failed.value.error, failed.value.status_code) == ("account_disabled", 403)
+
+
+async def test_a_503_from_a_guarded_api_keeps_the_session(world: World) -> None:
+    """An API whose guard cannot get its keys (the key server refuses connections) answers
+    503 with Retry-After: the auth returns that answer as it is, refreshes nothing, keeps
+    the tokens, and the next request goes out with the same access token."""
+    down = Verifier.from_jwks_url(
+        "http://127.0.0.1:9/.well-known/jwks.json",  # nothing listens on the discard port
+        issuer=world.service.issuer_name,
+        audience="latchkey",
+        clock=world.clock,
+        refresh_deadline=5.0,  # a refused connection answers long before
+    )
+    world.network.add("down.test", resource_server_with(down))
+    auth = await world.login()
+    tokens = auth.tokens
+    for _ in range(2):
+        response = await world.http.get("http://down.test/notes")
+        assert response.status_code == 503
+        assert response.json()["error"] == "temporarily_unavailable"
+        assert int(response.headers["retry-after"]) >= 1
+        assert world.network.sent[-1][2] == f"Bearer {tokens.access_token}"
+    assert auth.tokens is tokens
+    assert world.network.refreshes() == 0
+    assert (await world.http.get("/auth/me")).status_code == 200
+    await down.aclose()
+
+
+async def test_a_503_refresh_keeps_the_tokens(world: World) -> None:
+    """A refresh answered 503 (the service is down for now) raises RefreshFailed with
+    retry_after, not permanent; the tokens are kept and the next request refreshes again."""
+    auth = await world.login()
+    tokens = auth.tokens
+    app = world.app
+
+    async def unavailable(scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/auth/refresh":
+            await JSONResponse(
+                {"error": "temporarily_unavailable", "error_description": "Try again shortly."},
+                503,
+                headers={"Retry-After": "7"},
+            )(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    world.network.add("auth.test", unavailable)
+    world.clock.advance(ACCESS_TTL + 1)
+    with pytest.raises(RefreshFailed) as failed:
+        await world.http.get("/auth/me")
+    assert (failed.value.error, failed.value.status_code) == ("temporarily_unavailable", 503)
+    assert failed.value.retry_after == 7 and not failed.value.permanent
+    assert auth.tokens is tokens
+    world.network.add("auth.test", app)
+    assert (await world.http.get("/auth/me")).status_code == 200
+    assert world.network.refreshes() == 2
+    assert auth.tokens.refresh_token != tokens.refresh_token
 
 
 async def test_repr_hides_the_tokens(world: World) -> None:

@@ -130,7 +130,19 @@ class RefreshFailed(_Refused):
     """``/auth/refresh`` refused. ``invalid_grant`` (session revoked, expired or reused)
     and ``account_disabled`` are :attr:`permanent`: the auth then refuses every request
     without asking the service again, and the user must log in anew. Other failures
-    (``server_error``, ``temporarily_unavailable``) leave the tokens as they were."""
+    (``server_error``, ``temporarily_unavailable`` with :attr:`retry_after`) leave the
+    tokens as they were: the next request tries again."""
+
+    def __init__(
+        self,
+        error: str,
+        description: str | None = None,
+        *,
+        status_code: int,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(error, description, status_code=status_code)
+        self.retry_after = retry_after
 
     @property
     def permanent(self) -> bool:
@@ -152,6 +164,9 @@ class LatchkeyAuth(httpx.Auth):
       expiry (at most half its lifetime), or first thing when there is no access token.
     - On a 401 with a ``WWW-Authenticate: Bearer`` challenge, refreshes once and sends the
       request once more; the answer to that is returned whatever it is.
+    - Any other answer is returned as it is: a 503 (the API's guard cannot get its keys
+      now, ``Retry-After`` says when to try again) keeps the session and the tokens, and
+      causes no refresh.
     - One refresh at a time: requests that find a refresh under way wait for it and use its
       result (a ``threading.Lock`` for ``Client``, an ``anyio.Lock`` for ``AsyncClient``).
     - ``on_refresh`` gets each new :class:`Tokens`, to persist the rotated refresh token.
@@ -381,7 +396,12 @@ class LatchkeyAuth(httpx.Auth):
             log.debug("access token refreshed")
             return state
         error, description = _oauth_error(response)
-        failure = RefreshFailed(error, description, status_code=response.status_code)
+        failure = RefreshFailed(
+            error,
+            description,
+            status_code=response.status_code,
+            retry_after=_retry_after(response),
+        )
         if failure.permanent:
             self._failure = failure
         log.info("token refresh refused: %s %s", response.status_code, error)
@@ -431,13 +451,15 @@ def _login_tokens(response: httpx.Response, started: float) -> Tokens:
                 "invalid_response", "The login response is not a token pair.", status_code=200
             ) from None
     error, description = _oauth_error(response)
-    retry_after = response.headers.get("retry-after")
     raise LoginFailed(
-        error,
-        description,
-        status_code=response.status_code,
-        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        error, description, status_code=response.status_code, retry_after=_retry_after(response)
     )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (RFC 9110 §10.2.3, the delay form); ``None`` otherwise."""
+    value = response.headers.get("retry-after")
+    return float(value) if value and value.isdigit() else None
 
 
 def _authorize(request: httpx.Request, state: _State) -> httpx.Request:

@@ -7,9 +7,9 @@ from collections.abc import Collection
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..core.errors import InvalidToken
+from ..core.errors import InvalidToken, KeySetUnavailable, LatchkeyError
 from ..core.verifier import Verifier
-from .bearer import bearer_token, challenge
+from .bearer import bearer_token, refusal_body, refusal_headers
 
 CLAIMS_KEY = "latchkey.claims"
 
@@ -17,7 +17,9 @@ CLAIMS_KEY = "latchkey.claims"
 class BearerAuthMiddleware:
     """Verify ``Authorization: Bearer`` on each HTTP request and WebSocket handshake; claims go
     to ``scope["latchkey.claims"]`` and ``request.state.claims``. HTTP failures get 401 with an
-    RFC 6750 challenge; a WebSocket handshake without a valid token is closed (code 1008).
+    RFC 6750 challenge, or 503 with ``Retry-After`` when the keys cannot be had now; a
+    WebSocket handshake is closed (1008 for a bad token, 1013 "try again later" for a 503).
+    The check never blocks the event loop (:meth:`Verifier.verify_async`).
 
     ``public_paths`` are passed through without a token (e.g. ``{"/healthz"}``).
     """
@@ -39,30 +41,26 @@ class BearerAuthMiddleware:
                 authorization = value.decode("latin-1")
                 break
         try:
-            claims = self.verifier.verify(bearer_token(authorization))
-        except InvalidToken as error:
+            claims = await self.verifier.verify_async(bearer_token(authorization))
+        except (InvalidToken, KeySetUnavailable) as error:
             if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008})  # policy violation
+                # RFC 6455 §7.4.1 1008 policy violation; 1013 try again later (IANA registry)
+                code = 1013 if isinstance(error, KeySetUnavailable) else 1008
+                await send({"type": "websocket.close", "code": code})
             else:
-                await _unauthorized(send, error)
+                await _refuse(send, error)
             return
         scope[CLAIMS_KEY] = claims
         scope.setdefault("state", {})["claims"] = claims
         await self.app(scope, receive, send)
 
 
-async def _unauthorized(send: Send, error: InvalidToken) -> None:
-    body = json.dumps({"error": error.error, "error_description": error.description}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", challenge(error).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
+async def _refuse(send: Send, error: LatchkeyError) -> None:
+    body = json.dumps(refusal_body(error)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in refusal_headers(error).items()
+    ]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,10 +1,11 @@
-"""Reading a bearer token from an ``Authorization`` header (RFC 6750 §2.1)."""
+"""Reading a bearer token from an ``Authorization`` header (RFC 6750 §2.1), and what every
+guard answers when it refuses a request."""
 
 from __future__ import annotations
 
 import re
 
-from ..core.errors import InvalidToken, LatchkeyError
+from ..core.errors import InsufficientScope, InvalidToken, LatchkeyError, ServiceUnavailable
 
 # RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
@@ -32,3 +33,24 @@ def challenge(error: LatchkeyError, realm: str = "latchkey") -> str:
     if isinstance(error, MissingToken):
         return f'Bearer realm="{realm}"'
     return f'Bearer realm="{realm}", error="{error.error}"'
+
+
+# What a guard refuses a request for: a bad or missing token (401), a missing scope (403),
+# or keys it cannot get now (503; a server fault, so never 401: the client keeps its session).
+REFUSALS = (InvalidToken, InsufficientScope, ServiceUnavailable)
+
+
+def refusal_headers(error: LatchkeyError, realm: str = "latchkey") -> dict[str, str]:
+    """The headers of a refusal: the RFC 6750 §3 challenge for a token problem, or
+    ``Retry-After`` for a 503 (RFC 9110 §10.2.3); never stored by a cache."""
+    headers = {"Cache-Control": "no-store"}
+    if isinstance(error, ServiceUnavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    else:
+        headers["WWW-Authenticate"] = challenge(error, realm)
+    return headers
+
+
+def refusal_body(error: LatchkeyError) -> dict[str, str]:
+    """The OAuth-style body of a refusal (RFC 6750 §3.1, RFC 6749 §5.2)."""
+    return {"error": error.error, "error_description": error.description}

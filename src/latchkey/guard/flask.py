@@ -8,15 +8,16 @@ from typing import Any, TypeVar
 
 from flask import g, jsonify, request
 
-from ..core.errors import InsufficientScope, InvalidToken
 from ..core.verifier import Verifier, require_scopes
-from .bearer import bearer_token, challenge
+from .bearer import REFUSALS, bearer_token, refusal_body, refusal_headers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def require_token(verifier: Verifier, scopes: Iterable[str] = ()) -> Callable[[F], F]:
-    """Claims of a valid token are in ``flask.g.latchkey_claims``; else 401/403 JSON."""
+    """Claims of a valid token are in ``flask.g.latchkey_claims``; else an OAuth-style JSON
+    refusal: 401 or 403 with an RFC 6750 challenge, 503 with ``Retry-After`` when the keys
+    cannot be had now (the request waits at most the verifier's ``refresh_deadline``)."""
     required = tuple(scopes)
 
     def decorator(view: F) -> F:
@@ -25,10 +26,10 @@ def require_token(verifier: Verifier, scopes: Iterable[str] = ()) -> Callable[[F
             try:
                 claims = verifier.verify(bearer_token(request.headers.get("Authorization")))
                 require_scopes(claims, required)
-            except (InvalidToken, InsufficientScope) as error:
-                response = jsonify(error=error.error, error_description=error.description)
+            except REFUSALS as error:
+                response = jsonify(refusal_body(error))
                 response.status_code = error.status_code
-                response.headers["WWW-Authenticate"] = challenge(error)
+                response.headers.update(refusal_headers(error))
                 return response
             g.latchkey_claims = claims
             return view(*args, **kwargs)

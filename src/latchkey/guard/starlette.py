@@ -2,28 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-from ..core.errors import InsufficientScope, InvalidToken
+from ..core.errors import LatchkeyError
 from ..core.verifier import AccessClaims, Verifier, require_scopes
 from .asgi import CLAIMS_KEY
-from .bearer import bearer_token, challenge
+from .bearer import REFUSALS, bearer_token, refusal_body, refusal_headers
 
 VERIFIER_STATE = "latchkey_verifier"
+
+
+class Refused(HTTPException):
+    """What ``require_token`` raises: an ``HTTPException`` (so any Starlette or FastAPI app
+    answers it with its status and headers) that carries the latchkey error behind it."""
+
+    def __init__(self, error: LatchkeyError) -> None:
+        headers = refusal_headers(error)
+        super().__init__(error.status_code, detail=error.description, headers=headers)
+        self.error = error
+
+
+async def _oauth_refusal(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return JSONResponse(refusal_body(exc.error), exc.status_code, headers=exc.headers)
+
+
+exception_handlers: Mapping[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    Refused: _oauth_refusal
+}
+"""Pass to ``FastAPI(exception_handlers=...)`` or ``Starlette(exception_handlers=...)`` so
+that ``require_token``'s refusals have the OAuth-style body ``{"error",
+"error_description"}`` instead of the framework's own (FastAPI ``{"detail"}``, Starlette
+plain text). Status and headers are the same either way."""
 
 
 def require_token(
     scopes: Iterable[str] = (), verifier: Verifier | None = None
 ) -> Callable[[Request], Awaitable[AccessClaims]]:
-    """Return ``async (request) -> claims`` that raises 401/403 ``HTTPException`` on failure.
+    """Return ``async (request) -> claims`` that raises :class:`Refused` on failure: 401 or
+    403 with an RFC 6750 challenge, 503 with ``Retry-After`` when the keys cannot be had now.
 
     FastAPI: ``claims: AccessClaims = Depends(require_token(scopes=["read"]))``.
     Starlette: ``claims = await require_token(["read"])(request)`` inside an endpoint.
     The verifier is the one given, else ``app.state.latchkey_verifier``; claims already put in
-    the scope by :class:`BearerAuthMiddleware` are reused.
+    the scope by :class:`BearerAuthMiddleware` are reused. The check never blocks the event
+    loop (:meth:`Verifier.verify_async`).
     """
     required = tuple(scopes)
 
@@ -32,15 +60,12 @@ def require_token(
         try:
             if claims is None:
                 active = verifier or getattr(request.app.state, VERIFIER_STATE)
-                claims = active.verify(bearer_token(request.headers.get("authorization")))
+                token = bearer_token(request.headers.get("authorization"))
+                claims = await active.verify_async(token)
                 request.scope[CLAIMS_KEY] = claims
             require_scopes(claims, required)
-        except (InvalidToken, InsufficientScope) as error:
-            raise HTTPException(
-                error.status_code,
-                detail=error.description,
-                headers={"WWW-Authenticate": challenge(error)},
-            ) from None
+        except REFUSALS as error:
+            raise Refused(error) from None
         return claims
 
     return dependency
