@@ -98,9 +98,17 @@ refresh lock, so calls never overlap and arrive in order. With an ``AsyncClient`
 class _Refused(LatchkeyError):
     """The service answered a login or refresh with an error."""
 
-    def __init__(self, error: str, description: str | None = None, *, status_code: int) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str | None = None,
+        *,
+        status_code: int,
+        retry_after: float | None = None,
+    ) -> None:
         self.error = error
         self.status_code = status_code
+        self.retry_after = retry_after  # seconds, when the answer had a Retry-After
         super().__init__(description or f"latchkey answered {status_code} {error}")
 
     def __str__(self) -> str:
@@ -114,17 +122,6 @@ class LoginFailed(_Refused):
     """``/auth/login`` refused: ``invalid_grant`` (wrong username or password),
     ``account_disabled``, ``too_many_requests`` (429, with :attr:`retry_after`), …"""
 
-    def __init__(
-        self,
-        error: str,
-        description: str | None = None,
-        *,
-        status_code: int,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(error, description, status_code=status_code)
-        self.retry_after = retry_after
-
 
 class RefreshFailed(_Refused):
     """``/auth/refresh`` refused. ``invalid_grant`` (session revoked, expired or reused)
@@ -132,17 +129,6 @@ class RefreshFailed(_Refused):
     without asking the service again, and the user must log in anew. Other failures
     (``server_error``, ``temporarily_unavailable`` with :attr:`retry_after`) leave the
     tokens as they were: the next request tries again."""
-
-    def __init__(
-        self,
-        error: str,
-        description: str | None = None,
-        *,
-        status_code: int,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(error, description, status_code=status_code)
-        self.retry_after = retry_after
 
     @property
     def permanent(self) -> bool:
