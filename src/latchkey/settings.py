@@ -150,6 +150,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16384, ge=1024, le=1024 * 1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+    access_log: bool = False  # one line per HTTP request (uvicorn's access log)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

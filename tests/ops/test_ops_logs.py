@@ -175,7 +175,7 @@ def test_uvicorn_loggers_go_through_the_same_formatter() -> None:
     saved = (root.handlers[:], root.level)
     stream = io.StringIO()
     try:
-        configure_logging("info", "json", stream=stream)
+        configure_logging("info", "json", stream=stream, access_log=True)
         assert own not in access.handlers
         access.info('%s - "%s %s HTTP/%s" %d', "1.2.3.4:5", "GET", f"/x?t={REFRESH}", "1.1", 200)
         logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
@@ -188,6 +188,24 @@ def test_uvicorn_loggers_go_through_the_same_formatter() -> None:
     assert first["logger"] == "uvicorn.access"
     assert first["msg"] == '1.2.3.4:5 - "GET /x?t=[redacted] HTTP/1.1" 200'
     assert second == {**second, "logger": "uvicorn.error", "msg": "Started server process [42]"}
+
+
+def test_the_access_log_is_off_unless_asked_for() -> None:
+    """LATCHKEY_ACCESS_LOG is off by default: uvicorn's access lines are dropped at the level
+    check, while its other lines and latchkey's own info lines still come out."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    stream = io.StringIO()
+    try:
+        configure_logging("info", "json", stream=stream)
+        logging.getLogger("uvicorn.access").info('%s - "%s %s"', "1.2.3.4:5", "GET", "/auth/me")
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+        log.info("latchkey line")
+    finally:
+        root.handlers[:], root.level = saved
+        logging.getLogger("uvicorn.access").setLevel(logging.NOTSET)
+
+    assert [line["logger"] for line in lines(stream)] == ["uvicorn.error", log.name]
 
 
 def test_text_format_is_one_readable_line_and_redacted() -> None:

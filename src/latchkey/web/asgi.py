@@ -11,5 +11,5 @@ from .app import create_app
 
 def app_from_env() -> Starlette:
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
     return create_app(settings)
