@@ -200,9 +200,16 @@ async def recreate_postgres(url: str, *, create: bool) -> None:
 
 
 def latchkey(
-    name: str, workdir: Path, users: int, *, database_url: str = "", instances: int = 1
+    name: str,
+    workdir: Path,
+    users: int,
+    *,
+    database_url: str = "",
+    instances: int = 1,
+    workers: int = 0,
 ) -> Service:
-    """``latchkey serve``: one instance with two workers, or ``instances`` of one worker."""
+    """``latchkey serve``: one instance with two workers, or ``instances`` of one worker
+    (unless ``workers`` says otherwise)."""
     ports = [free_port() for _ in range(instances)]
     url = database_url or f"sqlite:///{workdir / 'latchkey.db'}"
     env = _latchkey_env(workdir, url, ports[0])
@@ -217,7 +224,7 @@ def latchkey(
         _passwords(users),
     )
     _latchkey_users(env, workdir, service.passwords)
-    workers = "2" if instances == 1 else "1"
+    workers = str(workers or (2 if instances == 1 else 1))
     for index, port in enumerate(ports):
         command = [*venv_command("latchkey"), "serve", "--port", str(port), "--workers", workers]
         instance = workdir / f"instance-{index}"
