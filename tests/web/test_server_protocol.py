@@ -18,11 +18,12 @@ class _Transport:
 def test_accepted_connections_get_tcp_nodelay() -> None:
     """A socket accepted from a listener shared with worker processes has Nagle's algorithm
     on; the protocol turns it off before the first response is written."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        with socket.create_connection(listener.getsockname()) as client:
-            accepted, _ = listener.accept()
-            with accepted:
-                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
-                _no_delay(_Transport(accepted))  # type: ignore[arg-type]
-                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-                client.sendall(b"x")
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        socket.create_connection(listener.getsockname()),
+    ):
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+            _no_delay(_Transport(accepted))  # type: ignore[arg-type]
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
