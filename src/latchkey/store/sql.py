@@ -26,6 +26,8 @@ from ..core.errors import Conflict, ServiceUnavailable
 from ..core.keyring import StoredKey
 from ..core.sessions import Rotation, Session
 from ..core.users import User
+from . import statements
+from .sqlite_writer import SqliteWriter
 from .tables import audit_events, clients, sessions, signing_keys, users
 
 log = logging.getLogger("latchkey.store")
@@ -183,6 +185,20 @@ class SqlStore:
     def __init__(self, engine: AsyncEngine, *, deadline: float | None = None) -> None:
         self.engine = engine
         self._deadline = deadline
+        # SQLite file: rotations and new sessions go through one writer thread per process,
+        # committed in groups (store/sqlite_writer.py); started at the first such write.
+        database = engine.url.database
+        self._sqlite_path = (
+            database
+            if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+            else None
+        )
+        self._writer: SqliteWriter | None = None
+
+    def _sqlite_writer(self) -> SqliteWriter | None:
+        if self._writer is None and self._sqlite_path is not None:
+            self._writer = SqliteWriter(self._sqlite_path)
+        return self._writer
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10, timeout: float = 1.5) -> SqlStore:
@@ -267,10 +283,16 @@ class SqlStore:
             )
 
     async def add_session(self, session: Session, *, audit: Sequence[AuditEvent] = ()) -> None:
-        values = {column.name: getattr(session, column.name) for column in sessions.columns}
+        values = statements.session_values(session)
+        rows = statements.audit_rows(audit)
+        writer = self._sqlite_writer()
+        if writer is not None:
+            await writer.run(lambda c: statements.sqlite_add_session(c, values, rows))
+            return
         async with self._begin() as conn:
-            await conn.execute(sessions.insert().values(**values))
-            await _audit(conn, audit)
+            await conn.execute(statements.INSERT_SESSION, values)
+            if rows:
+                await conn.execute(statements.INSERT_AUDIT, rows)
 
     async def get_session(self, sid: str) -> Session | None:
         async with self._begin() as conn:
@@ -280,32 +302,17 @@ class SqlStore:
     async def rotate(
         self, rotation: Rotation, *, audit: AuditEvent | None = None
     ) -> Session | None:
-        c = sessions.c
-        statement = (
-            update(sessions)
-            .where(
-                c.sid == rotation.sid,
-                c.generation == rotation.expected_generation,
-                c.current_hash == rotation.expected_hash,
-                c.revoked_at.is_(None),
-                c.idle_expires_at > rotation.now,
-                c.absolute_expires_at > rotation.now,
-            )
-            .values(
-                generation=rotation.new_generation,
-                current_hash=rotation.new_hash,
-                previous_hash=rotation.expected_hash,
-                rotation_nonce=rotation.nonce,
-                rotated_at=rotation.now,
-                last_used_at=rotation.now,
-                idle_expires_at=rotation.idle_expires_at,
-            )
-            .returning(*sessions.columns)
-        )
+        values = statements.rotation_values(rotation)
+        rows = statements.audit_rows([audit] if audit is not None else [])
+        writer = self._sqlite_writer()
+        if writer is not None:
+            return await writer.run(lambda c: statements.sqlite_rotate(c, values, rows))
         async with self._begin() as conn:
-            row = (await conn.execute(statement)).first()
-            if row is not None and audit is not None:
-                await _audit(conn, [dataclasses.replace(audit, user_id=row.user_id, sid=row.sid)])
+            row = (await conn.execute(statements.ROTATE, values)).first()
+            if row is not None and rows:
+                for event in rows:
+                    event.update(user_id=row.user_id, sid=row.sid)
+                await conn.execute(statements.INSERT_AUDIT, rows)
         return None if row is None else _session(row)
 
     async def revoke_session(
@@ -607,4 +614,7 @@ class SqlStore:
             await conn.execute(select(1))
 
     async def close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await asyncio.get_running_loop().run_in_executor(None, writer.close)
         await self.engine.dispose()

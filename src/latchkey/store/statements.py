@@ -1,0 +1,124 @@
+"""The hot path's statements, built once at import.
+
+SQLAlchemy builds a statement object and its cache key again on every call of code that
+writes ``update(…).where(…)`` inline; these are built here once, with bound parameters, and
+executed with a dict of values. For SQLite's writer thread (store/sqlite_writer.py) they are
+also compiled once to SQL text with named parameters, run on the stdlib driver directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql import Insert, Update
+
+from ..core.audit import AuditEvent
+from ..core.sessions import Rotation, Session
+from .tables import audit_events, sessions
+
+_c = sessions.c
+SESSION_COLUMNS = tuple(column.name for column in sessions.columns)
+AUDIT_COLUMNS = ("at", "kind", "user_id", "username", "sid", "address", "user_agent", "reason")
+
+# Rotation: one conditional UPDATE … RETURNING (docs/design.md §2 "Atomicity").
+ROTATE: Update = (
+    update(sessions)
+    .where(
+        _c.sid == bindparam("b_sid"),
+        _c.generation == bindparam("expected_generation"),
+        _c.current_hash == bindparam("expected_hash"),
+        _c.revoked_at.is_(None),
+        _c.idle_expires_at > bindparam("now"),
+        _c.absolute_expires_at > bindparam("now"),
+    )
+    .values(
+        generation=bindparam("new_generation"),
+        current_hash=bindparam("new_hash"),
+        previous_hash=bindparam("expected_hash"),
+        rotation_nonce=bindparam("nonce"),
+        rotated_at=bindparam("now"),
+        last_used_at=bindparam("now"),
+        idle_expires_at=bindparam("new_idle_expires_at"),
+    )
+    .returning(*sessions.columns)
+)
+INSERT_SESSION: Insert = sessions.insert()
+INSERT_AUDIT: Insert = audit_events.insert()
+
+_SQLITE = sqlite.dialect(paramstyle="named")
+_ROTATE_SQL = str(ROTATE.compile(dialect=_SQLITE))
+_INSERT_SESSION_SQL = str(INSERT_SESSION.compile(dialect=_SQLITE, column_keys=SESSION_COLUMNS))
+_INSERT_AUDIT_SQL = str(INSERT_AUDIT.compile(dialect=_SQLITE, column_keys=AUDIT_COLUMNS))
+
+
+def rotation_values(rotation: Rotation) -> dict[str, Any]:
+    return {
+        "b_sid": rotation.sid,
+        "expected_generation": rotation.expected_generation,
+        "expected_hash": rotation.expected_hash,
+        "now": rotation.now,
+        "new_generation": rotation.new_generation,
+        "new_hash": rotation.new_hash,
+        "nonce": rotation.nonce,
+        "new_idle_expires_at": rotation.idle_expires_at,
+    }
+
+
+def audit_rows(events: Iterable[AuditEvent]) -> list[dict[str, Any]]:
+    return [
+        {
+            "at": e.at,
+            "kind": e.kind.value,
+            "user_id": e.user_id,
+            "username": e.username,
+            "sid": e.sid,
+            "address": e.address,
+            "user_agent": e.user_agent[:512] if e.user_agent else None,
+            "reason": e.reason,
+        }
+        for e in events
+    ]
+
+
+def session_values(session: Session) -> dict[str, Any]:
+    return {name: getattr(session, name) for name in SESSION_COLUMNS}
+
+
+def session_from(values: Iterable[Any]) -> Session:
+    """A session from a ``RETURNING`` row of :data:`SESSION_COLUMNS`."""
+    row = dict(zip(SESSION_COLUMNS, values, strict=True))
+    for name in ("current_hash", "previous_hash", "rotation_nonce"):
+        if row[name] is not None:
+            row[name] = bytes(row[name])
+    return Session(**{field.name: row[field.name] for field in dataclasses.fields(Session)})
+
+
+# --- on the SQLite writer's connection (inside its group transaction) ----------------------
+
+
+def sqlite_rotate(
+    connection: sqlite3.Connection, values: dict[str, Any], audit: list[dict[str, Any]]
+) -> Session | None:
+    """The rotation and, if it matched, its audit row (the session's ids filled in)."""
+    row = connection.execute(_ROTATE_SQL, values).fetchone()
+    if row is None:
+        return None
+    session = session_from(row)
+    for event in audit:
+        event.update(user_id=session.user_id, sid=session.sid)
+    if audit:
+        connection.executemany(_INSERT_AUDIT_SQL, audit)
+    return session
+
+
+def sqlite_add_session(
+    connection: sqlite3.Connection, values: dict[str, Any], audit: list[dict[str, Any]]
+) -> None:
+    connection.execute(_INSERT_SESSION_SQL, values)
+    if audit:
+        connection.executemany(_INSERT_AUDIT_SQL, audit)
