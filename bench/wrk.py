@@ -68,8 +68,8 @@ class Run:
             "w", suffix=".lua", delete=False
         )
         with script:
+            script.write((SCRIPTS / "common.lua").read_text())
             script.write((SCRIPTS / f"{scenario}.lua").read_text())
-            script.write((SCRIPTS / "report.lua").read_text())
         self._script = script.name
         command = [
             require_wrk(),

@@ -4,16 +4,6 @@ for line in io.lines(os.getenv("WRK_USERS")) do
   local name, password = line:match("^([^\t]+)\t(.+)$")
   bodies[#bodies + 1] = '{"username": "' .. name .. '", "password": "' .. password .. '"}'
 end
-local counter = 0
-
-function setup(thread)
-  counter = counter + 1
-  thread:set("offset", counter)
-end
-
-function init(args)
-  next_index = offset or 0
-end
 
 function request()
   next_index = next_index % #bodies + 1

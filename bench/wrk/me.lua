@@ -1,16 +1,6 @@
 -- GET with a bearer token, the tokens (one a line, in WRK_TOKENS) taken in turn.
 local tokens = {}
 for line in io.lines(os.getenv("WRK_TOKENS")) do tokens[#tokens + 1] = line end
-local counter = 0
-
-function setup(thread)
-  counter = counter + 1
-  thread:set("offset", counter)
-end
-
-function init(args)
-  next_index = offset or 0
-end
 
 function request()
   next_index = next_index % #tokens + 1

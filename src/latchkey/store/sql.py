@@ -94,21 +94,9 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 1.5) -> Asy
 
 
 async def _audit(conn: AsyncConnection, events: Iterable[AuditEvent]) -> None:
-    rows = [
-        {
-            "at": e.at,
-            "kind": e.kind.value,
-            "user_id": e.user_id,
-            "username": e.username,
-            "sid": e.sid,
-            "address": e.address,
-            "user_agent": e.user_agent[:512] if e.user_agent else None,
-            "reason": e.reason,
-        }
-        for e in events
-    ]
+    rows = statements.audit_rows(events)
     if rows:
-        await conn.execute(audit_events.insert(), rows)
+        await conn.execute(statements.INSERT_AUDIT, rows)
 
 
 async def _revoke_all(

@@ -1,4 +1,18 @@
--- Appended to every scenario script by bench/wrk.py: one JSON line with what was measured.
+-- Put before every scenario script by bench/wrk.py (a scenario may redefine setup and init).
+
+-- Each thread starts at its own place in the scenario's list (next_index, 1-based after +1).
+local threads_set_up = 0
+
+function setup(thread)
+  threads_set_up = threads_set_up + 1
+  thread:set("offset", threads_set_up)
+end
+
+function init(args)
+  next_index = offset or 0
+end
+
+-- One JSON line with what was measured.
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
