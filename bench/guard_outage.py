@@ -16,8 +16,8 @@ noise hits them alike: ``normal`` (the key server answers), ``hang``, ``refuse``
 Before each outage phase the key server changes, then the script waits until the guard's
 refresh has met the outage (the key server counts a hung request, or a refused or failed
 fetch is logged by the guard's own metric) before wrk starts. It prints, per phase, requests
-per second (median over the rounds, and each round), non-2xx answers, latency p50/p99/max as
-wrk reports them, and the ratio to ``normal``; then the time an unknown key id takes to get
+per second (median over the rounds, and each round), errors (non-2xx answers and socket
+errors), latency p50/p99/max as wrk reports them (bench/wrk.py), and the ratio to ``normal``; then the time an unknown key id takes to get
 its 503 while the key server hangs (``--probes`` sequential requests).
 
     .venv/bin/python bench/guard_outage.py [--seconds 10] [--rounds 3] [--connections 32]
@@ -47,22 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import wrk  # bench/wrk.py
 
 HOST = "127.0.0.1"
 ISSUER = "https://auth.bench.test"
 AUDIENCE = "bench-api"
 PHASES = ("normal", "hang", "refuse", "500")
-WRK_REPORT = """
-done = function(summary, latency, requests)
-  io.write(string.format(
-    '{"requests": %d, "seconds": %f, "non2xx": %d, "socket_errors": %d, '
-    .. '"p50_ms": %f, "p99_ms": %f, "max_ms": %f}\\n',
-    summary.requests, summary.duration / 1e6, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write
-      + summary.errors.timeout,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
-end
-"""
 
 
 # --- the guarded API (run by uvicorn in its own process) -----------------------------------
@@ -184,26 +174,6 @@ def wait_until(predicate: Any, what: str, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def wrk(url: str, token: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
-    command = [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "5s",
-        "-H",
-        f"Authorization: Bearer {token}",
-        "-s",
-        str(script),
-        url,
-    ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    report: dict[str, float] = json.loads(output.strip().splitlines()[-1])
-    report["rps"] = report["requests"] / report["seconds"]
-    return report
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -226,8 +196,8 @@ def main() -> None:
     port = free_port()
     api = f"http://{HOST}:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp, "report.lua")
-        script.write_text(WRK_REPORT)
+        token_file = Path(tmp, "tokens")
+        token_file.write_text(tokens["known"] + "\n")
         env = {**os.environ, "BENCH_JWKS_URL": keys.url}
         server = subprocess.Popen(
             [
@@ -250,34 +220,39 @@ def main() -> None:
             start_new_session=True,
         )
         try:
-            run(options, keys, api, tokens, script)
+            run(options, keys, api, tokens, token_file)
         finally:
             os.killpg(server.pid, signal.SIGINT)
             server.wait(30)
 
 
 def run(
-    options: argparse.Namespace, keys: KeyServer, api: str, tokens: dict[str, str], script: Path
+    options: argparse.Namespace, keys: KeyServer, api: str, tokens: dict[str, str], token_file: Path
 ) -> None:
     http = httpx.Client(base_url=api, trust_env=False, timeout=10)
     wait_until(lambda: _up(http), "the guarded API")
     known = {"Authorization": f"Bearer {tokens['known']}"}
     unknown = {"Authorization": f"Bearer {tokens['unknown']}"}
     assert http.get("/whoami", headers=known).status_code == 200
-    results: dict[str, list[dict[str, float]]] = {phase: [] for phase in PHASES}
+    results: dict[str, list[wrk.Result]] = {phase: [] for phase in PHASES}
     print(_header(options), flush=True)
     for round_ in range(1, options.rounds + 1):
         for phase in PHASES:
             keys.set(phase)
             if phase != "normal":
                 _meet_outage(http, keys, phase, known)
-            report = wrk(
-                api + "/whoami", tokens["known"], options.seconds, options.connections, script
+            report = wrk.run(
+                api + "/whoami",
+                "me",  # GET with the bearer tokens of WRK_TOKENS
+                connections=options.connections,
+                seconds=options.seconds,
+                threads=1,
+                env={"WRK_TOKENS": str(token_file)},
             )
             results[phase].append(report)
             print(
-                f"round {round_} {phase:>6}: {report['rps']:8.0f} req/s, "
-                f"non-2xx {int(report['non2xx'])}, max {report['max_ms']:.1f} ms",
+                f"round {round_} {phase:>6}: {report.rate:8.0f} req/s, "
+                f"errors {report.errors}, max {report.max_ms:.1f} ms",
                 flush=True,
             )
             keys.set("normal")
@@ -354,28 +329,28 @@ def _header(options: argparse.Namespace) -> str:
             f"machine: {cpu}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
             f"python {platform.python_version()}, {versions}, "
             + re.sub(r"\s+", " ", (wrk_version.stdout + wrk_version.stderr).splitlines()[0]),
-            f"wrk -t1 -c{options.connections} -d{options.seconds}s per phase, "
+            f"wrk -t1 -c{options.connections} -d{options.seconds}s --timeout 10s per phase, "
             f"{options.rounds} rounds; uvicorn 1 worker",
         ]
     )
 
 
-def _table(results: dict[str, list[dict[str, float]]], probes: list[Any]) -> None:
-    normal = statistics.median(r["rps"] for r in results["normal"])
+def _table(results: dict[str, list[wrk.Result]], probes: list[Any]) -> None:
+    normal = statistics.median(r.rate for r in results["normal"])
     print(
-        "\n| key server | req/s (median) | each round | vs normal | non-2xx "
+        "\n| key server | req/s (median) | each round | vs normal | errors "
         "| p50 ms | p99 ms | max ms |"
     )
     print("|---|--:|---|--:|--:|--:|--:|--:|")
     for phase, reports in results.items():
-        rps = statistics.median(r["rps"] for r in reports)
-        rounds = ", ".join(f"{r['rps']:.0f}" for r in reports)
+        rps = statistics.median(r.rate for r in reports)
+        rounds = ", ".join(f"{r.rate:.0f}" for r in reports)
         print(
             f"| {phase} | {rps:.0f} | {rounds} | {rps / normal:.2f} | "
-            f"{int(sum(r['non2xx'] + r['socket_errors'] for r in reports))} | "
-            f"{statistics.median(r['p50_ms'] for r in reports):.2f} | "
-            f"{statistics.median(r['p99_ms'] for r in reports):.2f} | "
-            f"{max(r['max_ms'] for r in reports):.1f} |"
+            f"{sum(r.errors for r in reports)} | "
+            f"{statistics.median(r.p50_ms for r in reports):.2f} | "
+            f"{statistics.median(r.p99_ms for r in reports):.2f} | "
+            f"{max(r.max_ms for r in reports):.1f} |"
         )
     print("\nunknown key id while the key server hangs:")
     for seconds, status, retry_after in probes:
