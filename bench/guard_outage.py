@@ -17,8 +17,9 @@ Before each outage phase the key server changes, then the script waits until the
 refresh has met the outage (the key server counts a hung request, or a refused or failed
 fetch is logged by the guard's own metric) before wrk starts. It prints, per phase, requests
 per second (median over the rounds, and each round), errors (non-2xx answers and socket
-errors), latency p50/p99/max as wrk reports them (bench/wrk.py), and the ratio to ``normal``; then the time an unknown key id takes to get
-its 503 while the key server hangs (``--probes`` sequential requests).
+errors), latency p50/p99/max as wrk reports them (bench/wrk.py), and the ratio to
+``normal``; then the time an unknown key id takes to get its 503 while the key server hangs
+(``--probes`` sequential requests).
 
     .venv/bin/python bench/guard_outage.py [--seconds 10] [--rounds 3] [--connections 32]
 
