@@ -12,12 +12,19 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from latchkey.bootstrap import build_service, prepare
+from latchkey.bootstrap import Container, build
 from latchkey.core.clock import ManualClock
-from latchkey.service import AuthService
 from latchkey.settings import Settings
 from latchkey.web import create_app
-from support import POSTGRES_URL, TEST_SECRET, empty_postgres, make_settings, run_sync
+from support import (
+    CHEAP_ENV,
+    POSTGRES_URL,
+    TEST_SECRET,
+    Cli,
+    empty_postgres,
+    make_settings,
+    run_sync,
+)
 
 T = TypeVar("T")
 T0 = 1_800_000_000.0
@@ -104,9 +111,9 @@ def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Se
 
 
 @pytest.fixture
-async def service(settings: Settings, clock: ManualClock) -> AsyncIterator[AuthService]:
-    svc = build_service(settings, clock=clock)
-    await prepare(svc)
+async def services(settings: Settings, clock: ManualClock) -> AsyncIterator[Container]:
+    svc = build(settings, clock=clock)
+    await svc.migrate()
     yield svc
     await svc.close()
 
@@ -125,6 +132,31 @@ async def client(settings: Settings, clock: ManualClock) -> AsyncIterator[httpx.
 @pytest.fixture
 async def alice(client: httpx.AsyncClient) -> dict[str, str]:
     """A user 'alice' with password 'correct horse battery staple'."""
-    service: AuthService = client.app.state.service  # type: ignore[attr-defined]
-    await service.add_user("alice", "correct horse battery staple", scope="read write")
+    services: Container = client.app.state.container  # type: ignore[attr-defined]
+    await services.accounts.add_user("alice", "correct horse battery staple", scope="read write")
     return {"username": "alice", "password": "correct horse battery staple"}
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The environment of an in-process ``latchkey`` command: its data directory in the
+    test's temp dir (SQLite), cheap Argon2id; the schema not made yet."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("LATCHKEY_DATA_DIR", str(data))
+    for name, value in CHEAP_ENV.items():
+        monkeypatch.setenv(name, value)
+    return data
+
+
+@pytest.fixture
+def migrated(cli_env: Path) -> Path:
+    """``cli_env`` as ``latchkey migrate`` leaves it: schema and first signing key made."""
+    from latchkey.cli import main
+
+    assert main(["migrate"]) == 0
+    return cli_env
+
+
+@pytest.fixture
+def cli(migrated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(monkeypatch, capsys)

@@ -42,7 +42,9 @@ async def browser_client(
         )
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
-        await app.state.service.add_user(ALICE["username"], ALICE["password"], scope="read")
+        await app.state.container.accounts.add_user(
+            ALICE["username"], ALICE["password"], scope="read"
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
 

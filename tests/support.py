@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import io
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from latchkey.bootstrap import Container
 from latchkey.settings import Settings
 
 T = TypeVar("T")
@@ -18,6 +20,7 @@ POSTGRES_URL = os.environ.get(
 )
 TEST_SECRET = "dGVzdC1zZWNyZXQta2V5LW9mLWF0LWxlYXN0LTMyLWJ5dGVz"  # base64url, 32+ bytes
 CHEAP_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
+CHEAP_ENV = {f"LATCHKEY_{name.upper()}": str(value) for name, value in CHEAP_ARGON2.items()}
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
@@ -50,3 +53,42 @@ def empty_postgres(url: str) -> None:
             await conn.close()
 
     run_sync(truncate)
+
+
+def services_of(client: Any) -> Container:
+    """The services behind the app of an in-process client (the ``client`` fixture)."""
+    services: Container = client.app.state.container
+    return services
+
+
+class Cli:
+    """Runs ``latchkey`` in-process with no terminal on stdin (a command that would ask a
+    question must refuse instead); no output may contain one of ``secrets``."""
+
+    def __init__(self, monkeypatch: Any, capsys: Any) -> None:
+        self.monkeypatch = monkeypatch
+        self.capsys = capsys
+        self.secrets: set[str] = set()
+
+    def __call__(self, *argv: str, stdin: str = "") -> tuple[int, str, str]:
+        from latchkey.cli import main
+
+        self.capsys.readouterr()
+        self.monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = main(list(argv))
+        out, err = self.capsys.readouterr()
+        for secret in self.secrets:
+            assert secret not in out and secret not in err, argv
+        return code, out, err
+
+    def ok(self, *argv: str, stdin: str = "") -> str:
+        code, out, err = self(*argv, stdin=stdin)
+        assert code == 0, (argv, err)
+        return out
+
+    def fails(self, *argv: str, stdin: str = "") -> str:
+        """Exit status 2 with one line ``latchkey: …`` on stderr and nothing on stdout."""
+        code, out, err = self(*argv, stdin=stdin)
+        assert (code, out) == (2, ""), (argv, out, err)
+        assert err.startswith("latchkey: ") and err.count("\n") == 1, err
+        return err

@@ -8,21 +8,7 @@ from pathlib import Path
 import pytest
 
 from latchkey.cli import main
-
-CHEAP = {
-    "LATCHKEY_ARGON2_TIME_COST": "1",
-    "LATCHKEY_ARGON2_MEMORY_KIB": "8",
-    "LATCHKEY_ARGON2_PARALLELISM": "1",
-}
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("LATCHKEY_DATA_DIR", str(data))
-    for name, value in CHEAP.items():
-        monkeypatch.setenv(name, value)
-    return data
+from support import CHEAP_ENV
 
 
 def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
@@ -30,31 +16,32 @@ def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
 
 
 def test_user_add_reads_one_line_without_its_newline(
-    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    migrated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--password-stdin takes one line; the trailing newline is not part of the password."""
     _stdin(monkeypatch, "s3cret pass\nignored second line\n")
     assert main(["user", "add", "alice", "--password-stdin", "--scope", "read  write"]) == 0
     assert "created user alice" in capsys.readouterr().out
 
-    from latchkey.bootstrap import build_service
+    from latchkey.bootstrap import build
+    from latchkey.core.passwords import PasswordHasher
     from latchkey.settings import Settings
 
-    service = build_service(Settings(_env_file=None))  # type: ignore[call-arg]
-    ok, _ = service.hasher.verify(_stored_hash(service), "s3cret pass")
+    services = build(Settings(_env_file=None))  # type: ignore[call-arg]
+    ok, _ = PasswordHasher().verify(_stored_hash(services), "s3cret pass")  # any parameters
     assert ok
 
 
-def _stored_hash(service: object) -> str:
+def _stored_hash(services: object) -> str:
     import asyncio
 
-    from latchkey.service import AuthService
+    from latchkey.bootstrap import Container
 
-    assert isinstance(service, AuthService)
+    assert isinstance(services, Container)
 
     async def fetch() -> str:
-        user = await service.store.user_by_name("alice")
-        await service.close()
+        user = await services.store.user_by_name("alice")
+        await services.close()
         assert user is not None
         assert user.scope == "read write"
         return user.password_hash
@@ -63,7 +50,7 @@ def _stored_hash(service: object) -> str:
 
 
 def test_user_add_twice_is_a_conflict(
-    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    migrated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A second user with the same name (any case) is refused with one line, exit 2."""
     _stdin(monkeypatch, "password-one\n")
@@ -75,7 +62,7 @@ def test_user_add_twice_is_a_conflict(
 
 
 def test_user_add_without_terminal_or_stdin_flag_fails_cleanly(
-    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    migrated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without a terminal, the command asks for --password-stdin instead of hanging."""
     _stdin(monkeypatch, "")
@@ -84,7 +71,7 @@ def test_user_add_without_terminal_or_stdin_flag_fails_cleanly(
 
 
 def test_user_list_and_keys_list(
-    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    migrated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`user list` shows users; `keys list` shows the signing key's kid and algorithm."""
     _stdin(monkeypatch, "a long unusual passphrase\n")
@@ -95,16 +82,33 @@ def test_user_list_and_keys_list(
     assert main(["keys", "list"]) == 0
     out = capsys.readouterr().out
     assert "RS256" in out and "signing" in out
-    assert (env / "secret.key").stat().st_mode & 0o777 == 0o600
-    assert (env / "latchkey.db").stat().st_mode & 0o777 == 0o600
-    assert env.stat().st_mode & 0o777 == 0o700
+    assert (migrated / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert (migrated / "latchkey.db").stat().st_mode & 0o777 == 0o600
+    assert migrated.stat().st_mode & 0o777 == 0o700
 
 
-def test_migrate_is_idempotent(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrate_is_idempotent(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`latchkey migrate` can run any number of times."""
     assert main(["migrate"]) == 0
     assert main(["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["user", "list"], ["keys", "list"], ["sessions", "list"], ["audit"], ["clients", "list"]],
+)
+def test_only_migrate_makes_the_schema(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A management command on a database without the current schema changes nothing: one
+    line says to run `latchkey migrate`, exit 2; after it, the command works."""
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("latchkey: ") and "run `latchkey migrate`" in err
+    assert main(["migrate"]) == 0
+    assert main(argv) == 0
 
 
 @pytest.mark.parametrize(
@@ -118,7 +122,7 @@ def test_migrate_is_idempotent(env: Path, capsys: pytest.CaptureFixture[str]) ->
     ],
 )
 def test_bad_setting_is_one_line_naming_the_variable(
-    env: Path,
+    cli_env: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     name: str,
@@ -133,7 +137,7 @@ def test_bad_setting_is_one_line_naming_the_variable(
 
 
 def test_refresh_ttl_longer_than_session_is_refused(
-    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An idle lifetime longer than the absolute one is a configuration error."""
     monkeypatch.setenv("LATCHKEY_REFRESH_TTL", "40d")
@@ -142,7 +146,10 @@ def test_refresh_ttl_longer_than_session_is_refused(
 
 
 def test_unreadable_signing_key_file_is_one_line(
-    env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A signing key file that is not a PEM private key stops start-up with one line."""
     bad = tmp_path / "key.pem"
@@ -166,8 +173,10 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    environment = {**os.environ, **CHEAP, "LATCHKEY_DATA_DIR": str(tmp_path / "data")}
+    environment = {**os.environ, **CHEAP_ENV, "LATCHKEY_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "latchkey.cli", "keys", "list"]
+    migrate = [sys.executable, "-m", "latchkey.cli", "migrate"]
+    assert subprocess.run(migrate, env=environment, capture_output=True).returncode == 0
     assert subprocess.run(command, env=environment, capture_output=True).returncode == 0
     reader, writer = os.pipe()
     os.close(reader)  # nobody will read: every write to the pipe fails with EPIPE

@@ -8,7 +8,6 @@ Every command's stdout and stderr are checked for the passwords and tokens in pl
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from latchkey.bootstrap import build_service, prepare
+from latchkey.bootstrap import Container, build
 from latchkey.cli import main
 from latchkey.core.audit import AuditEvent, AuditKind
 from latchkey.core.errors import (
@@ -26,8 +25,9 @@ from latchkey.core.errors import (
     LatchkeyError,
     SessionRevoked,
 )
-from latchkey.service import AuthService, ClientInfo, TokenPair
+from latchkey.services import ClientInfo, TokenPair
 from latchkey.settings import Settings
+from support import Cli
 
 T = TypeVar("T")
 
@@ -35,43 +35,14 @@ PASSWORD = "a long unusual passphrase"
 NEW_PASSWORD = "another rather long phrase"
 AGENT = "pytest-admin-agent"
 ADDRESS = "192.0.2.10"
-CHEAP = {
-    "LATCHKEY_ARGON2_TIME_COST": "1",
-    "LATCHKEY_ARGON2_MEMORY_KIB": "8",
-    "LATCHKEY_ARGON2_PARALLELISM": "1",
-}
 
 
-class Cli:
-    """Runs ``latchkey`` in-process; no output may contain a secret it has seen."""
+class AdminCli(Cli):
+    """The in-process command, plus sessions made with the services themselves."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-        self.monkeypatch = monkeypatch
-        self.capsys = capsys
-        self.secrets: set[str] = {PASSWORD, NEW_PASSWORD}
-
-    def __call__(self, *argv: str, stdin: str = "") -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        # Not a terminal: a command that would ask a question must refuse instead.
-        self.monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        code = main(list(argv))
-        out, err = self.capsys.readouterr()
-        for secret in self.secrets:
-            assert secret not in out and secret not in err, argv
-        return code, out, err
-
-    def fails(self, *argv: str, stdin: str = "") -> str:
-        """The command exits 2 with exactly one line ``latchkey: …`` on stderr."""
-        code, out, err = self(*argv, stdin=stdin)
-        assert code == 2, (argv, out, err)
-        assert out == ""
-        assert err.startswith("latchkey: ") and err.count("\n") == 1, err
-        return err
-
-    def ok(self, *argv: str, stdin: str = "") -> str:
-        code, out, err = self(*argv, stdin=stdin)
-        assert code == 0, (argv, err)
-        return out
+        super().__init__(monkeypatch, capsys)
+        self.secrets |= {PASSWORD, NEW_PASSWORD}
 
     def add_user(self, username: str, password: str = PASSWORD) -> None:
         out = self.ok("user", "add", username, "--password-stdin", stdin=password + "\n")
@@ -79,20 +50,20 @@ class Cli:
 
     # --- the service, in-process ------------------------------------------------------
 
-    def with_service(self, work: Callable[[AuthService], Awaitable[T]]) -> T:
+    def with_service(self, work: Callable[[Container], Awaitable[T]]) -> T:
         async def run() -> T:
-            service = build_service(Settings(_env_file=None))  # type: ignore[call-arg]
+            services = build(Settings(_env_file=None))  # type: ignore[call-arg]
             try:
-                await prepare(service)
-                return await work(service)
+                await services.migrate()
+                return await work(services)
             finally:
-                await service.close()
+                await services.close()
 
         return asyncio.run(run())
 
     def login(self, username: str, password: str = PASSWORD) -> TokenPair:
         client = ClientInfo(user_agent=AGENT, address=ADDRESS)
-        pair = self.with_service(lambda service: service.login(username, password, client))
+        pair = self.with_service(lambda services: services.tokens.login(username, password, client))
         self.secrets |= {pair.access_token, pair.refresh_token}
         return pair
 
@@ -105,25 +76,23 @@ class Cli:
 
     def refresh_error(self, pair: TokenPair) -> type[LatchkeyError]:
         try:
-            self.with_service(lambda service: service.refresh(pair.refresh_token))
+            self.with_service(lambda services: services.tokens.refresh(pair.refresh_token))
         except LatchkeyError as exc:
             return type(exc)
         raise AssertionError("the refresh token still works")
 
     def sid(self, pair: TokenPair) -> str:
-        async def verify(service: AuthService) -> str:
-            return service.verify_access_token(pair.access_token)["sid"]
+        async def verify(services: Container) -> str:
+            return services.tokens.verify_access_token(pair.access_token)["sid"]
 
         return self.with_service(verify)
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setenv("LATCHKEY_DATA_DIR", str(tmp_path / "data"))
-    for name, value in CHEAP.items():
-        monkeypatch.setenv(name, value)
-    return Cli(monkeypatch, capsys)
+def cli(
+    migrated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> AdminCli:
+    return AdminCli(monkeypatch, capsys)
 
 
 def _rows(out: str) -> list[list[str]]:
@@ -132,7 +101,7 @@ def _rows(out: str) -> list[list[str]]:
     return [line.split() for line in lines[1:]]
 
 
-def _user_state(cli: Cli, username: str) -> str | None:
+def _user_state(cli: AdminCli, username: str) -> str | None:
     out = cli.ok("user", "list")
     assert out.splitlines()[0].split() == ["USERNAME", "ID", "CREATED", "STATE", "SCOPE"]
     for row in _rows(out):
@@ -141,7 +110,7 @@ def _user_state(cli: Cli, username: str) -> str | None:
     return None
 
 
-def _sessions(cli: Cli, *argv: str) -> dict[str, str]:
+def _sessions(cli: AdminCli, *argv: str) -> dict[str, str]:
     """``sessions list ARGV`` as {sid: "USER STATE"}."""
     out = cli.ok("sessions", "list", *argv)
     assert out.splitlines()[0].split()[:2] == ["SID", "USER"]
@@ -159,7 +128,7 @@ def _sessions(cli: Cli, *argv: str) -> dict[str, str]:
 # --- user disable / enable / delete ------------------------------------------------------------
 
 
-def test_disable_revokes_and_blocks_login_then_enable_restores(cli: Cli) -> None:
+def test_disable_revokes_and_blocks_login_then_enable_restores(cli: AdminCli) -> None:
     """disable: `user list` says disabled, the session is revoked (refresh → AccountDisabled),
     login with the right password → AccountDisabled; enable: active again, login works."""
     cli.add_user("alice")
@@ -179,7 +148,7 @@ def test_disable_revokes_and_blocks_login_then_enable_restores(cli: Cli) -> None
     assert cli.refresh_error(pair) is SessionRevoked  # enabling brings no session back
 
 
-def test_disable_without_sessions_and_twice(cli: Cli) -> None:
+def test_disable_without_sessions_and_twice(cli: AdminCli) -> None:
     """Counts are worded for zero sessions; disabling twice is harmless."""
     cli.add_user("alice")
     assert cli.ok("user", "disable", "alice") == "disabled user alice; 0 sessions revoked\n"
@@ -187,7 +156,7 @@ def test_disable_without_sessions_and_twice(cli: Cli) -> None:
     assert _user_state(cli, "alice") == "disabled"
 
 
-def test_delete_needs_yes_without_a_terminal(cli: Cli) -> None:
+def test_delete_needs_yes_without_a_terminal(cli: AdminCli) -> None:
     """Without a terminal and without --yes nothing is deleted; with --yes the user and
     their sessions are gone."""
     cli.add_user("alice")
@@ -225,7 +194,7 @@ def test_delete_needs_yes_without_a_terminal(cli: Cli) -> None:
         ("LatchKey", "name of this service"),
     ],
 )
-def test_set_password_applies_the_policy(cli: Cli, password: str, rule: str) -> None:
+def test_set_password_applies_the_policy(cli: AdminCli, password: str, rule: str) -> None:
     """A password the policy refuses: exit 2, one line naming the rule, never the password;
     the old password still works and no session is revoked."""
     cli.add_user("alice")
@@ -237,7 +206,7 @@ def test_set_password_applies_the_policy(cli: Cli, password: str, rule: str) -> 
     assert len(_sessions(cli, "alice")) == 2
 
 
-def test_set_password_changes_it_and_revokes_every_session(cli: Cli) -> None:
+def test_set_password_changes_it_and_revokes_every_session(cli: AdminCli) -> None:
     """The new password (one stdin line, no newline) works, the old does not; every session
     of the user is revoked with reason password_changed; other users are untouched."""
     cli.add_user("alice")
@@ -256,7 +225,7 @@ def test_set_password_changes_it_and_revokes_every_session(cli: Cli) -> None:
     assert _sessions(cli, "bob") == {cli.sid(bob): "bob live"}
 
 
-def test_set_password_without_terminal_asks_for_stdin_flag(cli: Cli) -> None:
+def test_set_password_without_terminal_asks_for_stdin_flag(cli: AdminCli) -> None:
     """No terminal, no --password-stdin: refused instead of hanging."""
     cli.add_user("alice")
     assert "--password-stdin" in cli.fails("user", "set-password", "alice", stdin=NEW_PASSWORD)
@@ -265,7 +234,7 @@ def test_set_password_without_terminal_asks_for_stdin_flag(cli: Cli) -> None:
 # --- sessions list / revoke ----------------------------------------------------------------
 
 
-def test_sessions_list_revoke_one_and_all_of_a_user(cli: Cli) -> None:
+def test_sessions_list_revoke_one_and_all_of_a_user(cli: AdminCli) -> None:
     """`sessions list` shows live sessions (of one user with USERNAME), `--all` adds the
     revoked ones with their reason; `revoke SID` ends one, `revoke --user` all of a user."""
     cli.add_user("alice")
@@ -295,10 +264,10 @@ def test_sessions_list_revoke_one_and_all_of_a_user(cli: Cli) -> None:
         s_a2: "alice revoked: admin",
         s_b1: "bob live",
     }
-    assert cli.with_service(lambda service: service.refresh(b1.refresh_token)).access_token
+    assert cli.with_service(lambda services: services.tokens.refresh(b1.refresh_token)).access_token
 
 
-def test_sessions_revoke_unknown_sid_and_bad_arguments(cli: Cli) -> None:
+def test_sessions_revoke_unknown_sid_and_bad_arguments(cli: AdminCli) -> None:
     """An unknown session id is one line, exit 2; so is giving neither or both of SID and
     --user. Revoking an already revoked session again is not an error."""
     cli.add_user("alice")
@@ -322,13 +291,13 @@ def test_sessions_revoke_unknown_sid_and_bad_arguments(cli: Cli) -> None:
         ["audit", "--user", "nobody"],
     ],
 )
-def test_unknown_username_is_one_clear_line(cli: Cli, argv: list[str]) -> None:
+def test_unknown_username_is_one_clear_line(cli: AdminCli, argv: list[str]) -> None:
     """Every command given a user that does not exist says so, naming it, exit 2."""
     cli.add_user("alice")
     assert cli.fails(*argv) == "latchkey: No user named 'nobody'.\n"
 
 
-def test_set_password_of_unknown_user(cli: Cli) -> None:
+def test_set_password_of_unknown_user(cli: AdminCli) -> None:
     """set-password for a user that does not exist: one line naming the user."""
     err = cli.fails("user", "set-password", "nobody", "--password-stdin", stdin=NEW_PASSWORD)
     assert err == "latchkey: No user named 'nobody'.\n"
@@ -342,7 +311,7 @@ def _kinds(out: str) -> list[tuple[str, str]]:
     return [(row[2], row[3]) for row in _rows(out)]  # TIME is two words
 
 
-def test_audit_lists_events_oldest_first_and_filters(cli: Cli) -> None:
+def test_audit_lists_events_oldest_first_and_filters(cli: AdminCli) -> None:
     """`audit` shows creations, logins (failed too), revocations, oldest first; --user keeps
     one user's events, --since a relative or absolute time, --limit the newest N."""
     cli.add_user("alice")
@@ -379,7 +348,7 @@ def test_audit_lists_events_oldest_first_and_filters(cli: Cli) -> None:
 
     # An event two hours old: --since 1h leaves it out, --since 3h and a date keep it.
     old = AuditEvent(at=time.time() - 7200, kind=AuditKind.USER_ENABLED, username="alice")
-    cli.with_service(lambda service: service.store.add_audit([old]))
+    cli.with_service(lambda services: services.store.add_audit([old]))
     everything = len(_rows(out)) + 1
     assert len(_rows(cli.ok("audit"))) == everything
     assert _rows(cli.ok("audit"))[0][2] == "user_enabled"  # oldest first
@@ -392,7 +361,7 @@ def test_audit_lists_events_oldest_first_and_filters(cli: Cli) -> None:
 
 @pytest.mark.parametrize("value", ["yesterday", "24", "1.5h", "7w", "2026-13-01"])
 def test_audit_bad_since_is_a_usage_error(
-    cli: Cli, capsys: pytest.CaptureFixture[str], value: str
+    cli: AdminCli, capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
     """A --since that is neither a duration nor an ISO date: argparse's error, exit 2."""
     with pytest.raises(SystemExit) as exited:
@@ -402,7 +371,7 @@ def test_audit_bad_since_is_a_usage_error(
     assert "--since" in err and "expected e.g. 7d" in err and "Traceback" not in err
 
 
-def test_audit_json_is_one_object_per_line(cli: Cli) -> None:
+def test_audit_json_is_one_object_per_line(cli: AdminCli) -> None:
     """`audit --json`: every line is a JSON object with time and event fields, oldest first;
     no token, hash or password in any of them."""
     cli.add_user("alice")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -14,52 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from latchkey.cli import main
 from latchkey.settings import Settings
 from latchkey.web import create_app
+from support import Cli
 
 PASSWORD = "correct horse battery staple"
-CHEAP = {
-    "LATCHKEY_ARGON2_TIME_COST": "1",
-    "LATCHKEY_ARGON2_MEMORY_KIB": "8",
-    "LATCHKEY_ARGON2_PARALLELISM": "1",
-}
-
-
-class Cli:
-    """Runs ``latchkey`` in-process with no terminal on stdin."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-        self.monkeypatch = monkeypatch
-        self.capsys = capsys
-
-    def __call__(self, *argv: str, stdin: str = "") -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        self.monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        code = main(list(argv))
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def ok(self, *argv: str, stdin: str = "") -> str:
-        code, out, err = self(*argv, stdin=stdin)
-        assert code == 0, (argv, err)
-        return out
-
-    def fails(self, *argv: str) -> str:
-        """Exit status 2 with one line ``latchkey: …`` on stderr and nothing on stdout."""
-        code, out, err = self(*argv)
-        assert (code, out) == (2, ""), (argv, out, err)
-        assert err.startswith("latchkey: ") and err.count("\n") == 1, err
-        return err
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LATCHKEY_DATA_DIR", str(tmp_path / "data"))
-    for name, value in CHEAP.items():
-        monkeypatch.setenv(name, value)
-    return Cli(monkeypatch, capsys)
 
 
 def add_client(cli: Cli, name: str) -> tuple[str, str]:

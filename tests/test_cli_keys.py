@@ -8,21 +8,6 @@ import pytest
 
 from latchkey.cli import main
 
-CHEAP = {
-    "LATCHKEY_ARGON2_TIME_COST": "1",
-    "LATCHKEY_ARGON2_MEMORY_KIB": "8",
-    "LATCHKEY_ARGON2_PARALLELISM": "1",
-}
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("LATCHKEY_DATA_DIR", str(data))
-    for name, value in CHEAP.items():
-        monkeypatch.setenv(name, value)
-    return data
-
 
 def keys(capsys: pytest.CaptureFixture[str]) -> dict[str, tuple[str, str]]:
     """``keys list`` as {kid: (alg, state)}, after checking its header."""
@@ -43,7 +28,7 @@ def keys(capsys: pytest.CaptureFixture[str]) -> dict[str, tuple[str, str]]:
 
 
 def test_rotate_publishes_a_pending_key_and_list_shows_states(
-    env: Path, capsys: pytest.CaptureFixture[str]
+    migrated: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`keys rotate` adds a pending key that signs after LATCHKEY_KEY_PREPUBLISH; `keys list`
     shows the current key signing (with its planned retirement) and the new one pending."""
@@ -62,7 +47,7 @@ def test_rotate_publishes_a_pending_key_and_list_shows_states(
 
 
 def test_rotate_immediately_signs_now_and_the_old_key_retires(
-    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    migrated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`--immediately`: the new key, of the configured algorithm, signs at once; the old one
     is retiring (still published)."""
@@ -76,7 +61,7 @@ def test_rotate_immediately_signs_now_and_the_old_key_retires(
 
 
 def test_drop_previous_withdraws_the_other_keys(
-    env: Path, capsys: pytest.CaptureFixture[str]
+    migrated: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`--immediately --drop-previous` withdraws every other key; without `--immediately`
     it is refused with one line."""
@@ -108,7 +93,7 @@ def test_keys_rotate_help_names_the_options(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_rotation_interval_shorter_than_prepublication_is_refused(
-    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    migrated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An automatic rotation interval that would supersede each key before it ever signs
     stops the command with one line naming the variable."""

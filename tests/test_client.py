@@ -26,11 +26,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from latchkey.bootstrap import Container
 from latchkey.client import LatchkeyAuth, RefreshFailed, Tokens
 from latchkey.core.clock import ManualClock
 from latchkey.core.verifier import Verifier
 from latchkey.guard import BearerAuthMiddleware
-from latchkey.service import AuthService
 
 AUTH = "http://auth.test"  # the latchkey service, in-process
 API = "http://api.test"  # a resource server guarded by latchkey, in-process
@@ -65,9 +65,11 @@ class Network(httpx.AsyncBaseTransport):
         return self.paths().count("auth.test/auth/refresh")
 
 
-def resource_server(service: AuthService, clock: ManualClock, audience: str) -> Starlette:
+def resource_server(services: Container, clock: ManualClock, audience: str) -> Starlette:
     """An API that accepts access tokens for ``audience`` only (latchkey's own guard)."""
-    verifier = Verifier(service.jwks(), issuer=service.issuer_name, audience=audience, clock=clock)
+    verifier = Verifier(
+        services.keys.jwks(), issuer=services.settings.issuer, audience=audience, clock=clock
+    )
     return resource_server_with(verifier)
 
 
@@ -89,9 +91,9 @@ class World:
     http: httpx.AsyncClient  # base URL: the auth service
 
     @property
-    def service(self) -> AuthService:
-        service: AuthService = self.app.state.service
-        return service
+    def services(self) -> Container:
+        services: Container = self.app.state.container
+        return services
 
     def rotations(self, outcome: str = "rotated") -> float:
         """The service's own count of refreshes with ``outcome`` (its Prometheus counter)."""
@@ -119,11 +121,11 @@ async def world(
     client: httpx.AsyncClient, alice: dict[str, str], clock: ManualClock
 ) -> AsyncIterator[World]:
     app: Starlette = client.app  # type: ignore[attr-defined]
-    service: AuthService = app.state.service
+    services: Container = app.state.container
     network = Network(
         {
             "auth.test": app,
-            "api.test": resource_server(service, clock, audience="another-api"),
+            "api.test": resource_server(services, clock, audience="another-api"),
         }
     )
     async with httpx.AsyncClient(transport=network, base_url=AUTH) as http:
@@ -301,7 +303,7 @@ async def test_a_revoked_session_raises_refresh_failed(world: World) -> None:
 async def test_a_disabled_account_raises_refresh_failed(world: World) -> None:
     """A disabled account: RefreshFailed('account_disabled') with status 403."""
     await world.login()
-    await world.service.set_disabled("alice", disabled=True)
+    await world.services.accounts.set_disabled("alice", disabled=True)
     world.clock.advance(ACCESS_TTL + 1)
 
     with pytest.raises(RefreshFailed) as failed:
@@ -315,7 +317,7 @@ async def test_a_503_from_a_guarded_api_keeps_the_session(world: World) -> None:
     the tokens, and the next request goes out with the same access token."""
     down = Verifier.from_jwks_url(
         "http://127.0.0.1:9/.well-known/jwks.json",  # nothing listens on the discard port
-        issuer=world.service.issuer_name,
+        issuer=world.services.settings.issuer,
         audience="latchkey",
         clock=world.clock,
         refresh_deadline=5.0,  # a refused connection answers long before

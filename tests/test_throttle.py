@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio
 
+from latchkey.adapters.redis_throttle import RedisThrottle
+from latchkey.adapters.throttle import LocalThrottle, Throttle
 from latchkey.core.clock import ManualClock
-from latchkey.redis_backends import RedisThrottle
-from latchkey.throttle import MAX_DELAY, LocalThrottle, Throttle
+from latchkey.core.throttle import MAX_DELAY
 
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0")
 UNREACHABLE_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1

@@ -17,7 +17,8 @@ from .core.errors import (
 )
 from .core.keys import SigningKey, VerificationKey
 from .core.keysets import StaticKeySet
-from .core.verifier import AccessClaims, Verifier
+from .core.verifier import AccessClaims
+from .verifier import Verifier
 
 __all__ = [
     "AccessClaims",

@@ -20,13 +20,11 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from .bootstrap import build_service, prepare
+from .adapters.keyfiles import new_secret
+from .bootstrap import Container, build
 from .core.errors import LatchkeyError
 from .core.keyring import KeyState, KeyStatus
 from .core.sessions import Session
-from .keystore import new_secret
-from .oauth import OAuthService
-from .service import AuthService
 from .settings import Settings, describe_error
 
 T = TypeVar("T")
@@ -43,14 +41,20 @@ def _settings() -> Settings:
         raise CommandError(describe_error(exc)) from None
 
 
-def _with_service(work: Callable[[AuthService], Awaitable[T]]) -> T:
+def _run(work: Callable[[Container], Awaitable[T]], *, migrate: bool = False) -> T:
+    """Build the services, run ``work``, close. Only ``migrate`` (``latchkey migrate`` and
+    ``serve``) changes the schema; every other command needs it current."""
+
     async def run() -> T:
-        service = build_service(_settings())
+        container = build(_settings())
         try:
-            await prepare(service)
-            return await work(service)
+            if migrate:
+                await container.migrate()
+            else:
+                await container.require_schema()
+            return await work(container)
         finally:
-            await service.close()
+            await container.close()
 
     return asyncio.run(run())
 
@@ -69,10 +73,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     settings = _settings()
 
-    async def setup(service: AuthService) -> None:
+    async def setup(container: Container) -> None:
         return None
 
-    _with_service(setup)  # keys and schema exist before any worker starts
+    _run(setup, migrate=True)  # keys and schema exist before any worker starts
     print(
         f"latchkey: serving {settings.issuer} on http://{args.host}:{args.port} "
         f"(database {settings.database_url})",
@@ -97,10 +101,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
-    async def work(service: AuthService) -> None:
+    async def work(container: Container) -> None:
         return None
 
-    _with_service(work)
+    _run(work, migrate=True)
     print("latchkey: database schema is up to date")
 
 
@@ -120,12 +124,12 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def cmd_user_add(args: argparse.Namespace) -> None:
     password = _read_password(args)
-    user = _with_service(lambda service: service.add_user(args.username, password, args.scope))
+    user = _run(lambda c: c.accounts.add_user(args.username, password, args.scope))
     print(f"created user {user.username} ({user.id})")
 
 
 def cmd_user_list(_args: argparse.Namespace) -> None:
-    users = _with_service(lambda service: service.list_users())
+    users = _run(lambda c: c.accounts.list_users())
     print(f"{'USERNAME':<24} {'ID':<32}  {'CREATED':<20}  {'STATE':<8}  SCOPE")
     for user in users:
         state = "active" if user.disabled_at is None else "disabled"
@@ -140,12 +144,12 @@ def _ended(count: int) -> str:
 
 
 def cmd_user_disable(args: argparse.Namespace) -> None:
-    revoked = _with_service(lambda service: service.set_disabled(args.username, disabled=True))
+    revoked = _run(lambda c: c.accounts.set_disabled(args.username, disabled=True))
     print(f"disabled user {args.username}; {_ended(len(revoked))}")
 
 
 def cmd_user_enable(args: argparse.Namespace) -> None:
-    _with_service(lambda service: service.set_disabled(args.username, disabled=False))
+    _run(lambda c: c.accounts.set_disabled(args.username, disabled=False))
     print(f"enabled user {args.username}")
 
 
@@ -155,23 +159,23 @@ def cmd_user_delete(args: argparse.Namespace) -> None:
             raise CommandError("deleting a user cannot be undone: confirm with --yes")
         if input(f"Type {args.username!r} to delete this user for good: ") != args.username:
             raise CommandError("not deleted")
-    revoked = _with_service(lambda service: service.delete_user(args.username))
+    revoked = _run(lambda c: c.accounts.delete_user(args.username))
     print(f"deleted user {args.username}; {_ended(len(revoked))}")
 
 
 def cmd_user_set_password(args: argparse.Namespace) -> None:
     password = _read_password(args)
-    revoked = _with_service(lambda service: service.set_password(args.username, password))
+    revoked = _run(lambda c: c.accounts.set_password(args.username, password))
     print(f"password of {args.username} changed; {_ended(len(revoked))}")
 
 
 def cmd_sessions_list(args: argparse.Namespace) -> None:
-    async def work(service: AuthService) -> list[tuple[Session, str]]:
-        sessions = await service.list_sessions(args.username, include_ended=args.all)
-        names = {user.id: user.username for user in await service.list_users()}
+    async def work(container: Container) -> list[tuple[Session, str]]:
+        sessions = await container.sessions.list_sessions(args.username, include_ended=args.all)
+        names = {user.id: user.username for user in await container.accounts.list_users()}
         return [(session, names.get(session.user_id, "?")) for session in sessions]
 
-    rows = _with_service(work)
+    rows = _run(work)
     print(
         f"{'SID':<32}  {'USER':<20} {'CREATED':<20}  {'LAST USED':<20}  {'STATE':<27} "
         f"{'ADDRESS':<16} USER AGENT"
@@ -195,10 +199,10 @@ def cmd_sessions_revoke(args: argparse.Namespace) -> None:
     if (args.sid is None) == (args.user is None):
         raise CommandError("give either a session id or --user USERNAME")
     if args.user is not None:
-        revoked = _with_service(lambda service: service.revoke_sessions_of(args.user))
+        revoked = _run(lambda c: c.sessions.revoke_sessions_of(args.user))
         print(f"{_ended(len(revoked))} of {args.user}")
     else:
-        if _with_service(lambda service: service.revoke_session(args.sid)):
+        if _run(lambda c: c.sessions.revoke_session(args.sid)):
             print(f"session {args.sid} revoked")
         else:
             print(f"session {args.sid} was revoked already")
@@ -222,9 +226,7 @@ def _since(text: str) -> float:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    events = _with_service(
-        lambda service: service.audit_trail(username=args.user, since=args.since, limit=args.limit)
-    )
+    events = _run(lambda c: c.audit.trail(username=args.user, since=args.since, limit=args.limit))
     if args.json:
         for event in reversed(events):
             print(json.dumps({"time": _when(event.at), **event.log_fields()}))
@@ -248,14 +250,16 @@ def _maybe_when(timestamp: float | None) -> str:
 
 
 def cmd_keys_list(_args: argparse.Namespace) -> None:
-    async def work(service: AuthService) -> list[KeyStatus]:
-        return service.keys.status()
+    async def work(container: Container) -> list[KeyStatus]:
+        await container.keys.load()
+        return container.keys.ring.status()
 
+    statuses = _run(work)
     print(
         f"{'KID':<44} {'ALG':<6} {'STATE':<10} {'CREATED':<20}  {'ACTIVATES':<20}  "
         f"{'RETIRES':<20}  DROPPED AFTER"
     )
-    for status in _with_service(work):
+    for status in statuses:
         key = status.key
         print(
             f"{key.kid:<44} {key.alg:<6} {status.state.value:<10} {_when(key.created_at):<20}  "
@@ -268,13 +272,14 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
     if args.drop_previous and not args.immediately:
         raise CommandError("--drop-previous needs --immediately (the new key must sign now)")
 
-    async def work(service: AuthService) -> tuple[str, list[KeyStatus], float]:
-        kid = await service.rotate_keys(
+    async def work(container: Container) -> tuple[str, list[KeyStatus], float]:
+        await container.keys.load()
+        kid = await container.keys.rotate(
             immediately=args.immediately, drop_previous=args.drop_previous
         )
-        return kid, service.keys.status(), service.clock.now()
+        return kid, container.keys.ring.status(), container.clock.now()
 
-    kid, statuses, now = _with_service(work)
+    kid, statuses, now = _run(work)
     new = next(status for status in statuses if status.key.kid == kid)
     wait = new.key.activates_at - now
     signs = f"from {_when(new.key.activates_at)} (in {wait:.0f} s)" if wait > 0 else "now"
@@ -297,20 +302,20 @@ def cmd_keys_secret(_args: argparse.Namespace) -> None:
 
 
 def cmd_clients_add(args: argparse.Namespace) -> None:
-    client, secret = _with_service(lambda service: OAuthService(service).add_client(args.name))
+    client, secret = _run(lambda c: c.oauth.add_client(args.name))
     print(f"client_id: {client.id}\nclient_secret: {secret}")
     print(f"latchkey: registered {client.name}; the secret is not shown again", file=sys.stderr)
 
 
 def cmd_clients_list(_args: argparse.Namespace) -> None:
-    clients = _with_service(lambda service: OAuthService(service).list_clients())
+    clients = _run(lambda c: c.oauth.list_clients())
     print(f"{'CLIENT ID':<32}  {'CREATED':<20}  NAME")
     for client in clients:
         print(f"{client.id:<32}  {_when(client.created_at):<20}  {_printable(client.name)}")
 
 
 def cmd_clients_remove(args: argparse.Namespace) -> None:
-    _with_service(lambda service: OAuthService(service).remove_client(args.client_id))
+    _run(lambda c: c.oauth.remove_client(args.client_id))
     print(f"removed client {args.client_id}")
 
 

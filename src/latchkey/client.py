@@ -417,7 +417,7 @@ def _endpoint(base_url: str | httpx.URL, path: str) -> httpx.URL:
 
 
 def _oauth_error(response: httpx.Response) -> tuple[str, str | None]:
-    """The ``error`` and ``error_description`` of an error response (DESIGN §4)."""
+    """The ``error`` and ``error_description`` of an error response (docs/design.md §4)."""
     try:
         body = response.json()
     except ValueError:

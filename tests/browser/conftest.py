@@ -33,6 +33,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     processes = Processes(workdir)
     data_dir = workdir / "data"
     try:
+        processes.migrate(data_dir)
         for username in USERS:
             processes.add_user(data_dir, username, "read write")
         server = processes.start_latchkey(

@@ -35,7 +35,7 @@ import httpx
 import pytest
 import redis
 
-from latchkey.keystore import new_secret
+from latchkey.adapters.keyfiles import new_secret
 from latchkey.settings import ENV_PREFIX, Settings
 
 PASSWORD = "correct horse battery staple"

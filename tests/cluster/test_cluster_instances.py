@@ -16,11 +16,11 @@ import httpx
 import pytest
 from cluster_support import TwoInstances, alogin, bearer, check_logout_reaches, refresh
 
-from latchkey.bootstrap import build_service, prepare
+from latchkey.adapters.keyfiles import parse_secret
+from latchkey.bootstrap import build
 from latchkey.core.keyring import StoredKey
 from latchkey.core.keys import SigningKey
 from latchkey.core.sealing import Sealer
-from latchkey.keystore import parse_secret
 
 pytestmark = pytest.mark.e2e
 
@@ -113,17 +113,17 @@ async def test_instances_share_keys_and_pick_up_a_new_one(
 
         # Add a key with latchkey's own code, as `latchkey keys …` or another instance would.
         settings = two_instances.cluster.settings(tmp_path / "in-process")
-        service = build_service(settings)
+        services = build(settings)
         try:
-            await prepare(service)
+            await services.migrate()
             sealer = Sealer(parse_secret(two_instances.cluster.secret))
             new = SigningKey.generate("ES256")
             now = time.time()
-            await service.store.add_signing_key(
+            await services.store.add_signing_key(
                 StoredKey.seal(new, sealer, now=now, activates_at=now + 3600)
             )
         finally:
-            await service.close()
+            await services.close()
         added_at = time.monotonic()
 
         bound = KEY_REFRESH_INTERVAL + 2.0

@@ -28,7 +28,7 @@ def codec() -> RefreshTokenCodec:
 def rotate(
     session: Session, codec: RefreshTokenCodec, presented: RefreshToken, now: float
 ) -> tuple[Session, RefreshToken]:
-    """What the store's successful compare-and-swap writes (DESIGN §2)."""
+    """What the store's successful compare-and-swap writes (docs/design.md §2)."""
     successor = codec.successor(presented, NONCE)
     rotated = dataclasses.replace(
         session,

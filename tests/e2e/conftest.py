@@ -126,6 +126,11 @@ class Processes:
             check=False,
         )
 
+    def migrate(self, data_dir: Path, **settings: str) -> None:
+        """``latchkey migrate``: the schema and the first signing key, as before a first start."""
+        result = self.cli(data_dir, "migrate", **settings)
+        assert result.returncode == 0, result.stderr
+
     def add_user(self, data_dir: Path, username: str, scope: str = "") -> None:
         """``latchkey user add USERNAME --scope SCOPE --password-stdin`` with PASSWORD."""
         result = self.cli(
@@ -240,6 +245,7 @@ def shared_latchkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared
     manager = Processes(workdir)
     data_dir = workdir / "data"
     try:
+        manager.migrate(data_dir)
         manager.add_user(data_dir, "writer", "read write")
         manager.add_user(data_dir, "reader", "read")
         server = manager.start_latchkey(data_dir)

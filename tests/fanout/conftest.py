@@ -22,8 +22,9 @@ from redis_helpers import (
     answers,
 )
 
+from latchkey.adapters.redis_revocations import RedisRevocations
+from latchkey.adapters.redis_throttle import RedisThrottle
 from latchkey.core.clock import ManualClock
-from latchkey.redis_backends import RedisRevocations, RedisThrottle
 
 
 @pytest.fixture

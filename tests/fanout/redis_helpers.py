@@ -12,7 +12,8 @@ from pathlib import Path
 
 import redis
 
-from latchkey.redis_backends import RedisRevocations, RedisThrottle
+from latchkey.adapters.redis_revocations import RedisRevocations
+from latchkey.adapters.redis_throttle import RedisThrottle
 
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/0")
 UNREACHABLE_URL = "redis://user:not-a-real-password@127.0.0.1:1/0"  # nothing listens on port 1

@@ -9,10 +9,10 @@ import pytest
 import redis.asyncio
 from redis_helpers import UNREACHABLE_URL, MakeRevocations, ThrowawayRedis, eventually
 
+from latchkey.adapters.redis_revocations import RedisRevocations
 from latchkey.core.clock import ManualClock
 from latchkey.core.epochs import UserCutoff
 from latchkey.core.errors import ServiceUnavailable
-from latchkey.redis_backends import RedisRevocations
 
 pytestmark = pytest.mark.anyio
 

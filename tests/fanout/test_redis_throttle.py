@@ -8,8 +8,8 @@ import pytest
 import redis.asyncio
 from redis_helpers import UNREACHABLE_URL, WINDOW, MakeThrottle
 
+from latchkey.adapters.throttle import LocalThrottle
 from latchkey.core.clock import ManualClock
-from latchkey.throttle import LocalThrottle
 
 pytestmark = pytest.mark.anyio
 

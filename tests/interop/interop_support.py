@@ -93,8 +93,8 @@ def serve_latchkey(workdir: Path, alg: str = "RS256", **settings: str) -> Iterat
     data_dir = workdir / "data"
     settings = {"LATCHKEY_SIGNING_ALG": alg, **settings}
     try:
-        # Not Processes.add_user: the first command against a data directory makes its first
-        # signing key, so the CLI must see LATCHKEY_SIGNING_ALG too.
+        # `latchkey migrate` makes the first signing key: it must see LATCHKEY_SIGNING_ALG.
+        processes.migrate(data_dir, **settings)
         result = processes.cli(
             data_dir, "user", "add", USERNAME, "--scope", SCOPE, "--password-stdin",
             stdin=PASSWORD + "\n", **settings,

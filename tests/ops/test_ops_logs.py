@@ -18,7 +18,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from latchkey.logs import RequestIdMiddleware, configure_logging, current_request_id
+from latchkey.ops.logs import configure_logging, current_request_id
+from latchkey.web.middleware import RequestIdMiddleware
 
 log = logging.getLogger("latchkey.test")
 

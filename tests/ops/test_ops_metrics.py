@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from latchkey.metrics import Metrics, MetricsMiddleware, PrometheusEvents
+from latchkey.ops.metrics import Metrics, PrometheusEvents
+from latchkey.web.middleware import MetricsMiddleware
 from latchkey.web.ops import OPS_ROUTES
 
 HISTOGRAM = "latchkey_http_request_duration_seconds"
@@ -147,7 +148,7 @@ async def test_exposition_parses_as_prometheus_text() -> None:
 
 
 _WORKER = """
-from latchkey.metrics import Metrics, PrometheusEvents
+from latchkey.ops.metrics import Metrics, PrometheusEvents
 PrometheusEvents(Metrics()).login(ok=True)
 """
 

@@ -25,7 +25,7 @@ class Store:
 
 async def get_readyz(store: Store, **state: Any) -> httpx.Response:
     app = Starlette(routes=ops.OPS_ROUTES)
-    app.state.service = SimpleNamespace(store=store)
+    app.state.container = SimpleNamespace(store=store)
     for name, value in state.items():
         setattr(app.state, name, value)
     transport = httpx.ASGITransport(app=app)

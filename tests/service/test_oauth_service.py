@@ -1,13 +1,14 @@
-"""The OAuth layer over the service (src/latchkey/oauth.py), without HTTP."""
+"""The OAuth layer over the service (src/latchkey/services/oauth.py), without HTTP."""
 
 from __future__ import annotations
 
 import pytest
 
+from latchkey.bootstrap import Container
 from latchkey.core.clock import ManualClock
 from latchkey.core.errors import InvalidClient, InvalidScope, NotFound, RejectedGrant
-from latchkey.oauth import OAuthService, requested_scopes
-from latchkey.service import AuthService, ClientInfo
+from latchkey.services import ClientInfo
+from latchkey.services.oauth import OAuthService, requested_scopes
 
 pytestmark = pytest.mark.anyio
 
@@ -16,36 +17,36 @@ CLIENT = ClientInfo(user_agent="pytest", address="192.0.2.7")
 
 
 @pytest.fixture
-async def oauth(service: AuthService) -> OAuthService:
-    await service.add_user("alice", PASSWORD, scope="read write")
-    return OAuthService(service)
+async def oauth(services: Container) -> OAuthService:
+    await services.accounts.add_user("alice", PASSWORD, scope="read write")
+    return services.oauth
 
 
 async def test_service_never_issues_more_than_the_session_scope(
-    oauth: OAuthService, service: AuthService
+    oauth: OAuthService, services: Container
 ) -> None:
-    """AuthService.refresh(scope=…) keeps only the session's scopes, whatever is asked: the
+    """TokenService.refresh(scope=…) keeps only the session's scopes, whatever is asked: the
     check in front of it is not the only guard."""
-    pair = await service.login("alice", PASSWORD, CLIENT)
-    narrowed = await service.refresh(pair.refresh_token, CLIENT, scope="admin read")
+    pair = await services.tokens.login("alice", PASSWORD, CLIENT)
+    narrowed = await services.tokens.refresh(pair.refresh_token, CLIENT, scope="admin read")
     assert narrowed.scope == "read"
-    assert service.verify_access_token(narrowed.access_token)["scope"] == "read"
-    full = await service.refresh(narrowed.refresh_token, CLIENT)
+    assert services.tokens.verify_access_token(narrowed.access_token)["scope"] == "read"
+    full = await services.tokens.refresh(narrowed.refresh_token, CLIENT)
     assert full.scope == "read write"
 
 
-async def test_invalid_scope_spends_nothing(oauth: OAuthService, service: AuthService) -> None:
+async def test_invalid_scope_spends_nothing(oauth: OAuthService, services: Container) -> None:
     """A broader scope is refused before the rotation: the same token then still works."""
-    pair = await service.login("alice", PASSWORD, CLIENT)
+    pair = await services.tokens.login("alice", PASSWORD, CLIENT)
     with pytest.raises(InvalidScope):
         await oauth.refresh_grant(pair.refresh_token, "read admin", CLIENT)
     assert (await oauth.refresh_grant(pair.refresh_token, None, CLIENT)).scope == "read write"
 
 
-async def test_grant_errors_are_400(oauth: OAuthService, service: AuthService) -> None:
+async def test_grant_errors_are_400(oauth: OAuthService, services: Container) -> None:
     """Every refusal of the grant is RejectedGrant: 400 invalid_grant (RFC 6749 §5.2)."""
-    pair = await service.login("alice", PASSWORD, CLIENT)
-    await service.set_disabled("alice", disabled=True)
+    pair = await services.tokens.login("alice", PASSWORD, CLIENT)
+    await services.accounts.set_disabled("alice", disabled=True)
     for token in (pair.refresh_token, "lkrt.nope"):
         with pytest.raises(RejectedGrant) as caught:
             await oauth.refresh_grant(token, None, CLIENT)
@@ -82,13 +83,13 @@ async def test_clients_authenticate_until_removed(oauth: OAuthService, clock: Ma
 
 
 async def test_introspection_has_no_side_effect(
-    oauth: OAuthService, service: AuthService, clock: ManualClock
+    oauth: OAuthService, services: Container, clock: ManualClock
 ) -> None:
     """Introspecting a spent refresh token says inactive and does not revoke the session,
     while the same token at the token endpoint would be reuse."""
-    pair = await service.login("alice", PASSWORD, CLIENT)
-    rotated = await service.refresh(pair.refresh_token, CLIENT)
-    clock.advance(service.policy.grace + 1)
+    pair = await services.tokens.login("alice", PASSWORD, CLIENT)
+    rotated = await services.tokens.refresh(pair.refresh_token, CLIENT)
+    clock.advance(services.tokens.policy.grace + 1)
     assert await oauth.introspect(pair.refresh_token) == {"active": False}
     assert (await oauth.introspect(rotated.refresh_token))["active"] is True
     assert (await oauth.introspect(rotated.access_token))["active"] is True

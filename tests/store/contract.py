@@ -1,4 +1,4 @@
-"""The contract every store adapter passes (DESIGN §1: one protocol, one shared suite).
+"""The contract every store adapter passes (docs/design.md §1: one protocol, one shared suite).
 
 To run it against an adapter, subclass :class:`StoreContract` in a ``test_*.py`` module (name
 the subclass ``Test…``) and provide one fixture, ``open_store``: an async callable that opens a
@@ -310,7 +310,7 @@ class StoreContract:
         """ping succeeds on a reachable store."""
         await store.ping()
 
-    # --- atomicity (DESIGN §2) -----------------------------------------------------------
+    # --- atomicity (docs/design.md §2) -----------------------------------------------------------
 
     async def test_concurrent_rotations_one_winner(self, store: Store) -> None:
         """Of 20 concurrent rotations with one expectation, exactly one applies."""

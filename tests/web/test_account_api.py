@@ -1,5 +1,6 @@
-"""Account routes of DESIGN §4 over HTTP: sessions, logout-all, password change, registration,
-disabled accounts, and the login throttle (no enumeration, no permanent lockout)."""
+"""Account routes of docs/design.md §4 over HTTP: sessions, logout-all, password change,
+registration, disabled accounts, and the login throttle (no enumeration, no permanent
+lockout)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import httpx
 import pytest
 
 from latchkey.core.clock import ManualClock
-from latchkey.service import AuthService
 from latchkey.settings import Settings
 from latchkey.web import create_app
-from support import make_settings
+from support import make_settings, services_of
 
 # Marked at collection: the anyio marker tests/conftest.py adds later drops parametrize ids.
 pytestmark = pytest.mark.anyio
@@ -85,14 +85,9 @@ async def open_client(settings: Settings, clock: ManualClock) -> AsyncIterator[h
             yield c
 
 
-def service_of(client: httpx.AsyncClient) -> AuthService:
-    service: AuthService = client.app.state.service  # type: ignore[attr-defined]
-    return service
-
-
 @pytest.fixture
 async def bob(client: httpx.AsyncClient) -> dict[str, str]:
-    await service_of(client).add_user(BOB["username"], BOB["password"], scope="read")
+    await services_of(client).accounts.add_user(BOB["username"], BOB["password"], scope="read")
     return dict(BOB)
 
 
@@ -656,7 +651,7 @@ async def test_register_name_of_an_existing_user(
     open_client: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     """A name given by an administrator is taken too."""
-    await service_of(open_client).add_user("alice", "correct horse battery staple")
+    await services_of(open_client).accounts.add_user("alice", "correct horse battery staple")
     assert_error(await register(open_client, clock, "ALICE"), 409, "conflict")
 
 
@@ -682,7 +677,7 @@ async def test_register_bad_username(
 ) -> None:
     """Usernames that break the rules are 400 invalid_request; no account is made."""
     assert_error(await register(open_client, clock, username), 400, "invalid_request")
-    assert await service_of(open_client).list_users() == []
+    assert await services_of(open_client).accounts.list_users() == []
 
 
 @pytest.mark.parametrize(
@@ -695,7 +690,7 @@ async def test_register_bad_password(
     response = await register(open_client, clock, "erin", password)
     body = assert_error(response, 400, "invalid_request")
     assert password not in body["error_description"]
-    assert await service_of(open_client).list_users() == []
+    assert await services_of(open_client).accounts.list_users() == []
 
 
 @pytest.mark.parametrize(
@@ -736,7 +731,7 @@ async def test_register_throttled_per_address(
     wait = assert_retry_after(response)
     made = statuses.count(201)
     assert made >= 1
-    assert len(await service_of(open_client).list_users()) == made
+    assert len(await services_of(open_client).accounts.list_users()) == made
     clock.advance(wait)
     later = await open_client.post("/auth/register", json={"username": "late", "password": STRONG})
     assert later.status_code == 201, later.text
@@ -749,7 +744,7 @@ async def test_disabled_account(client: httpx.AsyncClient, alice: dict[str, str]
     """Right password: 403 account_disabled. Wrong password: the unknown user's 401, to the
     byte. A session's refresh: 403 account_disabled; its access token: 401 at once."""
     pair = await login(client, alice)
-    await service_of(client).set_disabled("alice", disabled=True)
+    await services_of(client).accounts.set_disabled("alice", disabled=True)
 
     right = await client.post("/auth/login", json=alice)
     assert_error(right, 403, "account_disabled")
@@ -777,9 +772,9 @@ async def test_disabled_account(client: httpx.AsyncClient, alice: dict[str, str]
 async def test_disabled_then_enabled(client: httpx.AsyncClient, alice: dict[str, str]) -> None:
     """Enabled again, the user logs in; the sessions ended by the disabling stay ended."""
     pair = await login(client, alice)
-    service = service_of(client)
-    await service.set_disabled("alice", disabled=True)
-    await service.set_disabled("alice", disabled=False)
+    services = services_of(client)
+    await services.accounts.set_disabled("alice", disabled=True)
+    await services.accounts.set_disabled("alice", disabled=False)
     await login(client, alice)
     refreshed = await client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert_error(refreshed, 401, "invalid_grant")
@@ -792,10 +787,10 @@ async def test_disabled_account_cannot_change_password(
 ) -> None:
     """A disabled user's leftover access token cannot change the password."""
     pair = await login(client, alice)
-    await service_of(client).set_disabled("alice", disabled=True)
+    await services_of(client).accounts.set_disabled("alice", disabled=True)
     response = await change_password(client, pair, alice["password"], ALICE_NEW)
     assert_error(response, 401, "invalid_token")
-    await service_of(client).set_disabled("alice", disabled=False)
+    await services_of(client).accounts.set_disabled("alice", disabled=False)
     await login(client, alice)
 
 

@@ -26,8 +26,8 @@ from cookie_support import (
 )
 from latchkey.core.clock import ManualClock
 from latchkey.core.errors import ServiceUnavailable
-from latchkey.service import AuthService
 from latchkey.settings import Settings
+from support import services_of
 
 # Marked at collection: the anyio marker tests/conftest.py adds later drops parametrize ids.
 pytestmark = pytest.mark.anyio
@@ -39,11 +39,6 @@ NEW_PASSWORD = "plum orbit kettle saxophone"
 async def client(settings: Settings, clock: ManualClock) -> AsyncIterator[httpx.AsyncClient]:
     async with browser_client(settings, clock) as c:
         yield c
-
-
-def service_of(client: httpx.AsyncClient) -> AuthService:
-    service: AuthService = client.app.state.service  # type: ignore[attr-defined]
-    return service
 
 
 # --- login -----------------------------------------------------------------------------------
@@ -184,7 +179,7 @@ async def test_refresh_after_idle_expiry_clears_the_cookie(
 async def test_disabled_account_refresh_clears_the_cookie(client: httpx.AsyncClient) -> None:
     """A disabled account's cookie refresh is 403 account_disabled and clears the cookie."""
     _, value = await cookie_login(client)
-    await service_of(client).set_disabled("alice", disabled=True)
+    await services_of(client).accounts.set_disabled("alice", disabled=True)
     response = await cookie_refresh(client, value)
     assert_error(response, 403, "account_disabled")
     assert_cleared(response)
@@ -294,13 +289,13 @@ async def test_logout_that_fails_for_now_keeps_the_cookie(
     """When the session cannot be ended right now (503), the cookie stays, so that signing
     out can be tried again; a live session is never left without its cookie."""
     _, value = await cookie_login(client)
-    service = client.app.state.service  # type: ignore[attr-defined]
+    services = client.app.state.container  # type: ignore[attr-defined]
 
     async def unavailable(*args: object) -> None:
         raise ServiceUnavailable()
 
     with monkeypatch.context() as patch:
-        patch.setattr(service, "logout_with_refresh_token", unavailable)
+        patch.setattr(services.tokens, "logout_with_refresh_token", unavailable)
         response = await client.post("/auth/logout", headers={**PROOF, **cookie(value)})
     assert_error(response, 503, "temporarily_unavailable")
     assert response.headers["retry-after"] == "1"

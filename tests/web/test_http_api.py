@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN §4 through the ASGI app: shapes, status codes, headers, errors."""
+"""The HTTP API of docs/design.md §4 through the ASGI app: shapes, status codes, headers, errors."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def assert_error(response: httpx.Response, status: int, error: str) -> dict[str,
 
 
 def assert_pair(response: httpx.Response, settings: Settings) -> dict[str, Any]:
-    """A 200 token pair of DESIGN §4 that no cache may keep."""
+    """A 200 token pair of docs/design.md §4 that no cache may keep."""
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["cache-control"] == "no-store"

@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from latchkey.bootstrap import Container
 from latchkey.core.b64 import b64url_decode
 from latchkey.core.clock import ManualClock
 from latchkey.core.errors import ForbiddenHeader
 from latchkey.core.verifier import AccessClaims, Verifier
-from latchkey.service import AuthService
 from latchkey.settings import Settings
 from latchkey.web import create_app
 from support import make_settings
@@ -85,7 +85,7 @@ async def test_rotation_under_load_fails_no_token(
 ) -> None:
     """Refresh and verify at every 30 s step while a key is rotated: no failure anywhere; the
     new key signs from its activation, the old key leaves the JWKS once its tokens expired."""
-    service: AuthService = client.app.state.service  # type: ignore[attr-defined]
+    services: Container = client.app.state.container  # type: ignore[attr-defined]
     servers = [CachingResourceServer(client, clock, settings) for _ in range(RESOURCE_SERVERS)]
 
     async def login() -> str:
@@ -106,7 +106,7 @@ async def test_rotation_under_load_fails_no_token(
         assert response.status_code == 200, f"{kid_of(token)} at {clock.now()}: {response.text}"
 
     refresh_tokens = [await login() for _ in range(SESSIONS)]
-    first_kid = service.keys.signing.kid
+    first_kid = services.keys.ring.signing.kid
     new_kid = ""
     issued: list[str] = []
     for round_ in range(ROUNDS):
@@ -114,25 +114,25 @@ async def test_rotation_under_load_fails_no_token(
         live = [token for token in issued if claims_of(token)["exp"] > clock.now()]
         work += [me(token) for token in live[:2]]  # the oldest still-valid tokens
         if round_ == ROTATE_AT:
-            work.append(service.rotate_keys())
+            work.append(services.keys.rotate())
         results = await asyncio.gather(*work)
         fresh = results[:SESSIONS]
         if round_ == ROTATE_AT:
             new_kid = results[-1]
-            assert [key["kid"] for key in service.jwks()["keys"]] == [first_kid, new_kid]
+            assert [key["kid"] for key in services.keys.jwks()["keys"]] == [first_kid, new_kid]
         issued += fresh
 
         activation = ROTATE_AT * STEP + settings.key_prepublish
         signing_new = round_ * STEP >= activation
         assert {kid_of(token) for token in fresh} == {new_kid if signing_new else first_kid}
         for token in [*live, *fresh]:
-            assert service.verify_access_token(token)["sub"]
+            assert services.tokens.verify_access_token(token)["sub"]
             for server in servers[: round_ + 1]:
                 assert (await server.verify(token))["sub"]
         await asyncio.gather(*(me(token) for token in fresh))
 
         if round_ % 3 == 0:
-            await service.load_keys()  # the periodic reload, between requests
+            await services.keys.load()  # the periodic reload, between requests
         clock.advance(STEP)
 
     assert all(0 < server.max_age < settings.key_prepublish for server in servers)
@@ -148,16 +148,16 @@ async def test_immediate_rotation_fails_caches_until_they_refetch(
 ) -> None:
     """The other side, why pre-publication matters: after ``--immediately``, a resource server
     whose cached JWKS predates the key refuses its tokens until its max-age has passed."""
-    service: AuthService = client.app.state.service  # type: ignore[attr-defined]
+    services: Container = client.app.state.container  # type: ignore[attr-defined]
     server = CachingResourceServer(client, clock, settings)
     pair = (await client.post("/auth/login", json=alice)).json()
     assert (await server.verify(pair["access_token"]))["sub"]
     clock.advance(1)
-    new_kid = await service.rotate_keys(immediately=True)
+    new_kid = await services.keys.rotate(immediately=True)
     response = await client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     token = response.json()["access_token"]
     assert kid_of(token) == new_kid
-    assert service.verify_access_token(token)["sub"]  # the service itself knows the key
+    assert services.tokens.verify_access_token(token)["sub"]  # the service itself knows the key
     with pytest.raises(ForbiddenHeader):
         await server.verify(token)
     clock.advance(server.max_age)
@@ -202,5 +202,5 @@ async def test_running_instances_rotate_on_schedule_once(
         await asyncio.sleep(1.5)  # more rounds of the task add nothing
         a, b = await published()
         assert a == b and len(a) == 2 and a[0] == first
-        service: AuthService = apps[0].state.service
-        assert len(await service.store.list_signing_keys()) == 2
+        services: Container = apps[0].state.container
+        assert len(await services.store.list_signing_keys()) == 2

@@ -12,9 +12,8 @@ import pytest
 
 from latchkey.core.clock import ManualClock
 from latchkey.core.verifier import AccessClaims
-from latchkey.oauth import OAuthService
-from latchkey.service import AuthService
 from latchkey.settings import Settings
+from support import services_of
 
 # Marked at collection: the anyio marker tests/conftest.py adds later drops parametrize ids.
 pytestmark = pytest.mark.anyio
@@ -61,11 +60,6 @@ def _checked_responses(client: httpx.AsyncClient) -> None:
             assert response.headers["pragma"] == "no-cache", where
 
     client.event_hooks = {"request": [], "response": [check]}
-
-
-def service_of(client: httpx.AsyncClient) -> AuthService:
-    service: AuthService = client.app.state.service  # type: ignore[attr-defined]
-    return service
 
 
 async def login(client: httpx.AsyncClient, alice: dict[str, str]) -> dict[str, Any]:
@@ -303,7 +297,7 @@ async def test_disabled_account_is_invalid_grant(
     """A disabled account's refresh token: 400 invalid_grant here (not /auth/refresh's 403
     account_disabled), with the reason in the description."""
     pair = await login(client, alice)
-    await service_of(client).set_disabled("alice", disabled=True)
+    await services_of(client).accounts.set_disabled("alice", disabled=True)
     body = assert_error(await grant(client, pair["refresh_token"]), 400, "invalid_grant")
     assert "disabled" in body["error_description"]
 
@@ -427,7 +421,7 @@ async def test_revoke_without_a_token_is_invalid_request(
 @pytest.fixture
 async def resource_server(client: httpx.AsyncClient) -> tuple[str, str]:
     """A registered client: ``(client_id, client_secret)``."""
-    registered, secret = await OAuthService(service_of(client)).add_client("billing-api")
+    registered, secret = await services_of(client).oauth.add_client("billing-api")
     return registered.id, secret
 
 
@@ -446,7 +440,7 @@ async def introspect(
 
 
 def claims_of(client: httpx.AsyncClient, access_token: str) -> AccessClaims:
-    return service_of(client).verify_access_token(access_token)
+    return services_of(client).tokens.verify_access_token(access_token)
 
 
 @pytest.mark.parametrize("post", [False, True], ids=["basic", "post"])
@@ -522,9 +516,9 @@ async def test_introspection_reads_the_session_row(
     inactive at once, before this process's deny-list has heard of it."""
     pair = await login(client, alice)
     sid = claims_of(client, pair["access_token"])["sid"]
-    service = service_of(client)
-    assert await service.store.revoke_session(sid, "admin", clock.now())
-    assert sid not in service.revocations.local  # the deny-list does not know yet
+    services = services_of(client)
+    assert await services.store.revoke_session(sid, "admin", clock.now())
+    assert sid not in services.revocations.local  # the deny-list does not know yet
     assert await introspect(client, pair["access_token"], resource_server) == {"active": False}
     assert await introspect(client, pair["refresh_token"], resource_server) == {"active": False}
 
@@ -534,7 +528,7 @@ async def test_introspect_a_disabled_users_tokens(
 ) -> None:
     """Disabling the account makes its tokens inactive."""
     pair = await login(client, alice)
-    await service_of(client).set_disabled("alice", disabled=True)
+    await services_of(client).accounts.set_disabled("alice", disabled=True)
     for token in (pair["access_token"], pair["refresh_token"]):
         assert await introspect(client, token, resource_server) == {"active": False}
 
@@ -610,7 +604,7 @@ async def test_removed_client_is_refused(
     """Once removed, a client's secret no longer works."""
     token = (await login(client, alice))["access_token"]
     assert (await introspect(client, token, resource_server))["active"]
-    await OAuthService(service_of(client)).remove_client(resource_server[0])
+    await services_of(client).oauth.remove_client(resource_server[0])
     response = await client.post("/oauth/introspect", data={"token": token}, auth=resource_server)
     assert_error(response, 401, "invalid_client")
 

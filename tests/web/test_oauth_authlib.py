@@ -13,8 +13,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from latchkey.oauth import OAuthService
-from latchkey.service import AuthService
+from latchkey.bootstrap import Container
 
 with warnings.catch_warnings():
     # Authlib 1.9 prefers its httpx2 fork and warns on import when it runs on httpx, which
@@ -137,8 +136,8 @@ async def test_authlib_introspects_as_a_resource_server(
 ) -> None:
     """A resource server's Authlib client, with the credentials of ``latchkey clients add``,
     introspects with either authentication method of the metadata."""
-    service: AuthService = app_of(client).state.service
-    registered, secret = await OAuthService(service).add_client("inventory-api")
+    services: Container = app_of(client).state.container
+    registered, secret = await services.oauth.add_client("inventory-api")
     metadata = await discover(client)
     assert method in metadata["introspection_endpoint_auth_methods_supported"]
     url = metadata["introspection_endpoint"].replace(metadata["issuer"], BASE)

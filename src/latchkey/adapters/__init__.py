@@ -1,1 +1,3 @@
-"""Adapters: what latchkey's use cases and guards need from the network, outside the core."""
+"""Adapters below the services: what latchkey's use cases and guards need from the network and
+the disk, outside the core (Redis, the in-process deny-list and throttle, key and secret files,
+JWKS fetching)."""

@@ -3,7 +3,7 @@
 The web layer renders any :class:`LatchkeyError` as
 ``{"error": e.error, "error_description": e.description}`` with ``e.status_code``
 (RFC 6749 §5.2, RFC 6750 §3.1). Subclasses exist for logs and tests; the body a client sees
-for a rejected token is the same whichever check failed (DESIGN §3).
+for a rejected token is the same whichever check failed (docs/design.md §3).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class WrongPassword(LatchkeyError):
 
 
 class InvalidToken(LatchkeyError):
-    """The access token is not acceptable. Same body whatever the reason (DESIGN §3)."""
+    """The access token is not acceptable. Same body whatever the reason (docs/design.md §3)."""
 
     error = "invalid_token"
     status_code = 401
@@ -216,6 +216,17 @@ class ConfigurationError(LatchkeyError):
     """Bad settings or key material; stops start-up."""
 
     error = "configuration_error"
+
+
+class SchemaBehind(ConfigurationError):
+    """The database schema is not the one this version needs (``latchkey migrate`` brings
+    it there); management commands stop with this rather than migrate on their own."""
+
+    def __init__(self, found: str | None, needed: str | None) -> None:
+        where = "has no schema yet" if found is None else f"schema is at revision {found}"
+        super().__init__(
+            f"the database {where}, this version needs {needed}: run `latchkey migrate` first"
+        )
 
 
 class Conflict(LatchkeyError):

@@ -1,6 +1,6 @@
 """Refresh tokens: opaque to clients, self-describing and authenticated for the server.
 
-Wire form (DESIGN §2)::
+Wire form (docs/design.md §2)::
 
     lkrt.<base64url( sid[16] | generation[8] | secret[32] | mac[16] )>
 

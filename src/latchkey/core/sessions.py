@@ -1,4 +1,4 @@
-"""Sessions and the refresh-token rules of DESIGN §2, as pure functions of data and time.
+"""Sessions and the refresh-token rules of docs/design.md §2, as pure functions of data and time.
 
 A session row holds O(1) state however often it rotates: the current generation, the
 hashes of the current and the previous token, the nonce that derived the current token from
@@ -10,9 +10,10 @@ matches nothing, :func:`classify_failed_rotation` decides what the presented tok
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass
 
-from .refresh import RefreshToken
+from .refresh import NONCE_BYTES, RefreshToken, RefreshTokenCodec
 
 
 class RevocationReason(enum.StrEnum):
@@ -20,7 +21,7 @@ class RevocationReason(enum.StrEnum):
     LOGOUT_ALL = "logout_all"  # the user ended every session
     REVOKED_BY_USER = "revoked_by_user"  # ended from another of the user's sessions
     PASSWORD_CHANGED = "password_changed"  # every other session of the user
-    REUSE_DETECTED = "reuse_detected"  # an old refresh token came back (DESIGN §2)
+    REUSE_DETECTED = "reuse_detected"  # an old refresh token came back (docs/design.md §2)
     ADMIN = "admin"  # `latchkey sessions revoke`
     USER_DISABLED = "user_disabled"
     USER_DELETED = "user_deleted"
@@ -102,6 +103,26 @@ class Rotation:
     idle_expires_at: float  # capped again by absolute_expires_at when read
 
 
+def next_rotation(
+    presented: RefreshToken, codec: RefreshTokenCodec, *, now: float, policy: SessionPolicy
+) -> tuple[Rotation, RefreshToken]:
+    """The conditional write that rotates ``presented``, and the token it would issue: a
+    fresh nonce derives the successor, whose idle expiry starts now."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    successor = codec.successor(presented, nonce)
+    rotation = Rotation(
+        sid=presented.sid,
+        expected_generation=presented.generation,
+        expected_hash=presented.digest,
+        new_generation=successor.generation,
+        new_hash=successor.digest,
+        nonce=nonce,
+        now=now,
+        idle_expires_at=now + policy.refresh_ttl,
+    )
+    return rotation, successor
+
+
 class Outcome(enum.Enum):
     GRACE_REPLAY = "grace_replay"  # the immediately previous token, within the window
     REUSE = "reuse"  # an older genuine token: revoke the whole session
@@ -113,7 +134,7 @@ class Outcome(enum.Enum):
 def classify_failed_rotation(
     session: Session | None, presented: RefreshToken, now: float, policy: SessionPolicy
 ) -> Outcome:
-    """Why the compare-and-swap for ``presented`` matched no row (DESIGN §2)."""
+    """Why the compare-and-swap for ``presented`` matched no row (docs/design.md §2)."""
     if session is None:
         return Outcome.INVALID
     if session.revoked_at is not None:

@@ -5,7 +5,7 @@ layer over ``cryptography``: one pass that parses and checks at once, with the p
 of each key cached, so its cost stays close to the raw signature check (see
 docs/benchmarks.md). What it enforces, with references:
 
-- size limit before any parsing (RFC 8725 §3.11 spirit; DESIGN §3);
+- size limit before any parsing (RFC 8725 §3.11 spirit; docs/design.md §3);
 - exactly three canonical base64url segments (RFC 7515 §7.1, §2);
 - header: only ``alg``, ``kid``, ``typ`` allowed — ``crit``, ``jku``, ``x5u``, ``x5c``,
   ``jwk``, ``b64`` and anything else is refused (RFC 8725 §3.10, RFC 7515 §4.1.11);
@@ -171,35 +171,6 @@ class Verifier:
     def from_jwks_file(cls, path: str | Path, **options: Any) -> Verifier:
         return cls(StaticKeySet.from_jwks_file(path), **options)
 
-    @classmethod
-    def from_jwks_url(
-        cls,
-        url: str,
-        *,
-        min_refetch_interval: float = 5.0,
-        timeout: float = 5.0,
-        max_stale: float = 6 * 3600.0,
-        refresh_deadline: float = 1.0,
-        **options: Any,
-    ) -> Verifier:
-        """Keys from a JWKS URL, kept for the response's max-age and refreshed in the
-        background before it passes; a stale set keeps verifying for ``max_stale`` seconds
-        more while the URL fails. An unknown ``kid`` causes one fetch, at most once per
-        ``min_refetch_interval``, waited for at most ``refresh_deadline`` seconds. See
-        docs/frameworks.md "The keys" and :meth:`warm_up`."""
-        from ..adapters.remote_jwks import RemoteJWKS  # the only network code; loaded lazily
-
-        clock = options.get("clock") or SystemClock()
-        source = RemoteJWKS(
-            url,
-            clock=clock,
-            min_refetch_interval=min_refetch_interval,
-            timeout=timeout,
-            max_stale=max_stale,
-            refresh_deadline=refresh_deadline,
-        )
-        return cls(source, **options)
-
     @property
     def key_source(self) -> KeySource:
         """Where this verifier finds its keys."""
@@ -323,7 +294,7 @@ class Verifier:
                 raise InvalidClaims()
             if nbf > now + leeway:  # RFC 7519 §4.1.5
                 raise ImmatureToken()
-        if self.max_lifetime is not None and exp - iat > self.max_lifetime:  # DESIGN §3
+        if self.max_lifetime is not None and exp - iat > self.max_lifetime:  # docs/design.md §3
             raise InvalidClaims()
         sub = claims.get("sub")
         if type(sub) is not str or not sub or type(claims.get("jti")) is not str:

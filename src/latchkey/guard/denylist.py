@@ -1,8 +1,8 @@
 """The service's deny-list of revoked sessions, for APIs that verify tokens themselves.
 
 A resource server that checks access tokens with :class:`latchkey.Verifier` can reject the
-tokens of a revoked session at once (DESIGN §3 "Immediate revocation") by following the same
-Redis the latchkey service announces revocations on::
+tokens of a revoked session at once (docs/design.md §3, "Immediate revocation") by following
+the same Redis the latchkey service announces revocations on::
 
     revoked = RedisDenyList("redis://cache.internal:6379/0")
     verifier = Verifier.from_jwks_url(jwks_url, issuer=..., audience=..., revoked_sessions=revoked)
@@ -10,7 +10,8 @@ Redis the latchkey service announces revocations on::
 It runs its own event loop in a daemon thread, so it works the same under Flask, Django,
 Starlette or FastAPI; a lookup is in memory (no I/O per request). If
 Redis is unreachable it keeps what it knows and catches up when Redis is back (the policy of
-:class:`latchkey.redis_backends.RedisRevocations`); access tokens still end with their lifetime.
+:class:`latchkey.adapters.redis_revocations.RedisRevocations`); access tokens still end with
+their lifetime.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any
 
+from ..adapters.redis_revocations import RedisRevocations
 from ..core.clock import Clock, SystemClock
-from ..redis_backends import RedisRevocations
 
 
 class RedisDenyList:

@@ -1,5 +1,8 @@
-"""The store protocol every adapter implements; ``tests/store_contract.py`` is its contract.
+"""The store protocols, one per table group: each service takes only the one it needs.
 
+``tests/store/contract.py`` is their contract. Methods taking ``audit`` write those events in
+the same transaction as the change, and only if the change happened; an event given as a
+template gets the row's ``user_id`` and ``sid`` filled in (one event per revoked session).
 Adapters raise :class:`~latchkey.core.errors.ServiceUnavailable` when the database cannot be
 reached, and :class:`~latchkey.core.errors.Conflict` for a duplicate username.
 """
@@ -16,10 +19,8 @@ from ..core.sessions import Rotation, Session
 from ..core.users import User
 
 
-class Store(Protocol):
-    """Methods taking ``audit`` write those events in the same transaction as the change, and
-    only if the change happened; an event given as a template gets the row's ``user_id`` and
-    ``sid`` filled in (one event per revoked session)."""
+class UserStore(Protocol):
+    """Accounts. The changes that end sessions revoke them in the same transaction."""
 
     async def add_user(self, user: User, *, audit: Sequence[AuditEvent] = ()) -> None: ...
 
@@ -55,6 +56,10 @@ class Store(Protocol):
     ) -> list[str] | None:
         """Delete the user and revoke every session, atomically; ``None`` if unknown."""
         ...
+
+
+class SessionStore(Protocol):
+    """Sessions and their rotation; :meth:`purge` also deletes old audit events."""
 
     async def add_session(self, session: Session, *, audit: Sequence[AuditEvent] = ()) -> None: ...
 
@@ -102,6 +107,15 @@ class Store(Protocol):
         """``(sid, revoked_at)`` of sessions revoked at or after ``since``, oldest first."""
         ...
 
+    async def purge(self, *, sessions_before: float, audit_before: float, batch: int) -> int:
+        """Delete up to ``batch`` sessions revoked or expired before ``sessions_before`` and up
+        to ``batch`` audit events older than ``audit_before``; how many rows went."""
+        ...
+
+
+class AuditStore(Protocol):
+    """The audit trail."""
+
     async def add_audit(self, events: Sequence[AuditEvent]) -> None: ...
 
     async def list_audit(
@@ -115,10 +129,9 @@ class Store(Protocol):
         """Newest first."""
         ...
 
-    async def purge(self, *, sessions_before: float, audit_before: float, batch: int) -> int:
-        """Delete up to ``batch`` sessions revoked or expired before ``sessions_before`` and up
-        to ``batch`` audit events older than ``audit_before``; how many rows went."""
-        ...
+
+class KeyStore(Protocol):
+    """Signing keys (private parts sealed, core/keyring.py)."""
 
     async def list_signing_keys(self) -> list[StoredKey]: ...
 
@@ -141,6 +154,10 @@ class Store(Protocol):
         kids withdrawn. Nothing happens unless ``keep`` exists."""
         ...
 
+
+class ClientStore(Protocol):
+    """Registered clients (resource servers that may introspect)."""
+
     async def add_client(self, client: Client, *, audit: Sequence[AuditEvent] = ()) -> None:
         """Store a registered client; :class:`Conflict` if its id exists already."""
         ...
@@ -154,6 +171,10 @@ class Store(Protocol):
     async def remove_client(self, client_id: str, *, audit: Sequence[AuditEvent] = ()) -> bool:
         """Delete a client (its audit events only if it existed); ``False`` if unknown."""
         ...
+
+
+class Store(UserStore, SessionStore, AuditStore, KeyStore, ClientStore, Protocol):
+    """Every table group, as the SQL store implements them."""
 
     async def ping(self) -> None: ...
 

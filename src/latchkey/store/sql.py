@@ -2,7 +2,7 @@
 
 Rotation is one ``UPDATE … WHERE sid = ? AND generation = ? AND current_hash = ? AND live
 RETURNING …``: the database serialises writers, so of any number of concurrent refreshes with
-one token, in one process or many, exactly one matches the row (DESIGN §2 "Atomicity").
+one token, in one process or many, exactly one matches the row (docs/design.md §2 "Atomicity").
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ users = Table(
     Column("disabled_at", Float, nullable=True),
 )
 
-# One row per session, whatever the number of rotations (DESIGN §2: storage is O(1)).
+# One row per session, whatever the number of rotations (docs/design.md §2: storage is O(1)).
 sessions = Table(
     "sessions",
     metadata,

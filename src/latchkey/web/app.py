@@ -1,10 +1,9 @@
-"""The HTTP API of DESIGN §4: it only translates HTTP to service calls and back."""
+"""The HTTP API of docs/design.md §4: it only translates HTTP to service calls and back."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,15 +14,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ..bootstrap import build_service, prepare
+from ..bootstrap import Container, build
 from ..core.clock import Clock
 from ..core.errors import AccountDisabled, InvalidGrant, LatchkeyError, NotFound
 from ..core.verifier import AccessClaims
 from ..guard.bearer import bearer_token
 from ..guard.starlette import VERIFIER_STATE
-from ..logs import RequestIdMiddleware
-from ..metrics import Metrics, MetricsMiddleware, PrometheusEvents
-from ..service import AuthService, ClientInfo, TokenPair
+from ..services import TokenPair
 from ..settings import Settings, origin_of
 from .account import ACCOUNT_ROUTES
 from .bodies import (
@@ -40,23 +37,11 @@ from .cookies import clear_refresh_cookie, refresh_cookie, set_refresh_cookie, w
 from .cors import cors_middleware
 from .csrf import CsrfMiddleware, OriginPolicy
 from .errors import NO_STORE, error_response, on_http_error, on_latchkey_error, on_unexpected
+from .middleware import MetricsMiddleware, RequestIdMiddleware
 from .oauth import OAUTH_ROUTES
 from .openapi import docs_html, openapi_spec
 from .ops import OPS_ROUTES
-
-log = logging.getLogger("latchkey.web")
-
-
-def _service(request: Request) -> AuthService:
-    service: AuthService = request.app.state.service
-    return service
-
-
-def _client(request: Request) -> ClientInfo:
-    return ClientInfo(
-        user_agent=request.headers.get("user-agent"),
-        address=request.client.host if request.client else None,
-    )
+from .requests import client_of, container_of
 
 
 def _tokens(pair: dict[str, Any]) -> JSONResponse:
@@ -76,21 +61,23 @@ async def login(request: Request) -> Response:
     if cookie_mode:
         origins: OriginPolicy = request.app.state.origins
         origins.check(request)  # CSRF (web/csrf.py), before the user is even looked up
-    pair = await _service(request).login(body.username, body.password, _client(request))
+    pair = await container_of(request).tokens.login(
+        body.username, body.password, client_of(request)
+    )
     return _cookie_tokens(pair) if cookie_mode else _tokens(pair.as_dict())
 
 
 async def refresh(request: Request) -> Response:
     body = parse(RefreshRequest, await read_optional_json(request, request.app.state.max_body))
     if body.refresh_token is not None:  # header mode
-        pair = await _service(request).refresh(body.refresh_token, _client(request))
+        pair = await container_of(request).tokens.refresh(body.refresh_token, client_of(request))
         return _tokens(pair.as_dict())
     cookie = refresh_cookie(request)
     if cookie is None:
         raise InvalidGrant("No refresh token: send refresh_token or the refresh cookie.")
     # Cookie mode; CsrfMiddleware has checked the request before it got here.
     try:
-        pair = await _service(request).refresh(cookie, _client(request))
+        pair = await container_of(request).tokens.refresh(cookie, client_of(request))
     except (InvalidGrant, AccountDisabled) as exc:
         response = error_response(exc)
         clear_refresh_cookie(response)  # it is of no use any more: the browser drops it
@@ -117,31 +104,32 @@ async def logout(request: Request) -> Response:
 async def _logout(request: Request, cookie: str | None) -> Response:
     """End the session of the bearer token if there is one, else of the refresh cookie,
     else of the refresh token in the body."""
-    service = _service(request)
+    tokens = container_of(request).tokens
     authorization = request.headers.get("authorization")
     if authorization:
-        claims = service.verify_access_token(bearer_token(authorization))
-        await service.logout_with_access_token(claims, _client(request))
+        claims = tokens.verify_access_token(bearer_token(authorization))
+        await tokens.logout_with_access_token(claims, client_of(request))
     else:
         body = parse(LogoutRequest, await read_optional_json(request, request.app.state.max_body))
         token = cookie if cookie is not None else body.refresh_token
         if token is None:
             bearer_token(None)  # raises MissingToken: neither credential was sent (401)
-        await service.logout_with_refresh_token(token, _client(request))
+        await tokens.logout_with_refresh_token(token, client_of(request))
     return Response(status_code=204, headers=NO_STORE)
 
 
 def _claims(request: Request) -> AccessClaims:
     """The verified claims of the request's bearer token (401 with RFC 6750 otherwise)."""
-    return _service(request).verify_access_token(bearer_token(request.headers.get("authorization")))
+    authorization = request.headers.get("authorization")
+    return container_of(request).tokens.verify_access_token(bearer_token(authorization))
 
 
 async def me(request: Request) -> Response:
-    return JSONResponse(await _service(request).me(_claims(request)), headers=NO_STORE)
+    return JSONResponse(await container_of(request).tokens.me(_claims(request)), headers=NO_STORE)
 
 
 async def logout_all(request: Request) -> Response:
-    await _service(request).logout_all(_claims(request), _client(request))
+    await container_of(request).sessions.logout_all(_claims(request), client_of(request))
     response = Response(status_code=204, headers=NO_STORE)
     if refresh_cookie(request) is not None:
         clear_refresh_cookie(response)  # its session has just ended with the others
@@ -149,32 +137,32 @@ async def logout_all(request: Request) -> Response:
 
 
 async def list_sessions(request: Request) -> Response:
-    views = await _service(request).sessions_of(_claims(request))
+    views = await container_of(request).sessions.sessions_of(_claims(request))
     return JSONResponse({"sessions": [view.as_dict() for view in views]}, headers=NO_STORE)
 
 
 async def end_session(request: Request) -> Response:
     claims = _claims(request)
     sid = request.path_params["sid"]
-    await _service(request).end_own_session(claims, sid, _client(request))
+    await container_of(request).sessions.end_own_session(claims, sid, client_of(request))
     return Response(status_code=204, headers=NO_STORE)
 
 
 async def change_password(request: Request) -> Response:
     claims = _claims(request)
     body = parse(PasswordChangeRequest, await read_json(request, request.app.state.max_body))
-    await _service(request).change_password(
-        claims, body.current_password, body.new_password, _client(request)
+    await container_of(request).accounts.change_password(
+        claims, body.current_password, body.new_password, client_of(request)
     )
     return Response(status_code=204, headers=NO_STORE)
 
 
 async def register(request: Request) -> Response:
-    service = _service(request)
-    if not service.allow_registration:
+    accounts = container_of(request).accounts
+    if not accounts.allow_registration:
         raise NotFound()  # before reading the body: the route does not exist
     body = parse(RegisterRequest, await read_json(request, request.app.state.max_body))
-    user = await service.register(body.username, body.password, _client(request))
+    user = await accounts.register(body.username, body.password, client_of(request))
     return JSONResponse(
         {"sub": user.id, "username": user.username}, status_code=201, headers=NO_STORE
     )
@@ -184,20 +172,22 @@ async def jwks(request: Request) -> Response:
     # RFC 7517 §5; cacheable, so that resource servers do not fetch it per request. Keep the
     # max-age below LATCHKEY_KEY_PREPUBLISH (600 s): a rotated key is then in every cached
     # copy before it signs (docs/keys.md).
-    return JSONResponse(_service(request).jwks(), headers={"Cache-Control": "public, max-age=300"})
+    return JSONResponse(
+        container_of(request).keys.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 async def metadata(request: Request) -> Response:
     return JSONResponse(
-        server_metadata(_service(request)), headers={"Cache-Control": "public, max-age=300"}
+        server_metadata(container_of(request)), headers={"Cache-Control": "public, max-age=300"}
     )
 
 
-def server_metadata(service: AuthService) -> dict[str, Any]:
+def server_metadata(container: Container) -> dict[str, Any]:
     """RFC 8414 §2 metadata: what this server really offers. No authorization endpoint, so
     no response types; the only grant is refresh_token (password login is /auth/login, not
     the OAuth password grant). Scopes are whatever operators give users: not listed."""
-    issuer = service.issuer_name
+    issuer = container.settings.issuer
     return {
         "issuer": issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
@@ -212,7 +202,9 @@ def server_metadata(service: AuthService) -> dict[str, Any]:
             "client_secret_post",
         ],
         "response_types_supported": [],
-        "access_token_signing_alg_values_supported": sorted({key.alg for key in service.keys}),
+        "access_token_signing_alg_values_supported": sorted(
+            {key.alg for key in container.keys.ring}
+        ),
         "login_endpoint": f"{issuer}/auth/login",
         "refresh_endpoint": f"{issuer}/auth/refresh",
         "logout_endpoint": f"{issuer}/auth/logout",
@@ -227,11 +219,11 @@ async def healthz(_request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_spec(_service(request).issuer_name))
+    return JSONResponse(openapi_spec(container_of(request).settings.issuer))
 
 
 async def docs(request: Request) -> Response:
-    return HTMLResponse(docs_html(openapi_spec(_service(request).issuer_name)))
+    return HTMLResponse(docs_html(openapi_spec(container_of(request).settings.issuer)))
 
 
 ROUTES = [
@@ -252,61 +244,23 @@ ROUTES = [
 ]
 
 
-async def _every(interval: float, what: str, work: Callable[[], Awaitable[object]]) -> None:
-    """Run ``work`` every ``interval`` seconds for the life of the app; a failure (database
-    down: 503) is logged and tried again next time, never fatal."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await work()
-        except LatchkeyError as exc:
-            log.warning("%s failed: %s", what, exc.description)
-        except Exception:
-            # Not expected; the task must outlive it all the same, or keys, revocations and
-            # purges would silently stop for the rest of the process's life.
-            log.exception("%s failed", what)
-
-
-async def _purge(service: AuthService) -> None:
-    """Delete dead sessions and old audit events in small batches until none are left."""
-    while await service.purge() >= service.housekeeping.purge_batch:
-        await asyncio.sleep(0)  # let requests in between batches
-
-
 def create_app(
     settings: Settings | None = None,
     *,
-    service: AuthService | None = None,
+    container: Container | None = None,
     clock: Clock | None = None,
-    metrics: Metrics | None = None,
 ) -> Starlette:
-    """The ASGI app. Builds the service from ``settings`` unless one is handed in; the schema
-    is migrated at start-up."""
-    settings = settings or Settings()
-    metrics = metrics or Metrics()
-    active = service or build_service(settings, clock=clock, events=PrometheusEvents(metrics))
+    """The ASGI app over ``container`` (built from ``settings`` unless one is handed in).
+    Its start migrates the schema, loads the keys and runs the background loops."""
+    settings = container.settings if container else settings or Settings()
+    active = container or build(settings, clock)
     # Origins trusted by the CSRF check besides the request's own (docs/browser.md).
     origins = OriginPolicy([origin_of(settings.issuer), *settings.cors_origins])
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await prepare(active)
-        await active.revocations.start()
-        await active.sync_revocations()
-        tasks = [
-            # Keys added by other instances or by `latchkey keys …`, without a restart.
-            _every(settings.key_refresh_interval, "reloading signing keys", active.load_keys),
-            # Revocations made by other instances or the CLI, into this guard's deny-list.
-            _every(settings.revocation_poll_interval, "revocation feed", active.sync_revocations),
-            _every(settings.purge_interval, "purge", lambda: _purge(active)),
-        ]
-        if settings.key_rotation_interval:
-            # A new key when the newest is LATCHKEY_KEY_ROTATION_INTERVAL old (one instance
-            # adds it: a conditional insert decides); the others load it at their next reload.
-            tasks.append(
-                _every(settings.key_refresh_interval, "key rotation", active.rotate_keys_if_due)
-            )
-        running = [asyncio.create_task(task) for task in tasks]
+        await active.start()
+        running = [asyncio.create_task(loop) for loop in active.background()]
         try:
             yield
         finally:
@@ -318,7 +272,7 @@ def create_app(
         routes=[*ROUTES, *OAUTH_ROUTES, *OPS_ROUTES, *ACCOUNT_ROUTES],
         middleware=[
             Middleware(RequestIdMiddleware),  # outermost: every log line carries the id
-            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(MetricsMiddleware, metrics=active.metrics),
             # Preflights answered before routing; CORS headers on error responses too.
             *cors_middleware(settings.cors_origins),
             Middleware(CsrfMiddleware, policy=origins),  # before any handler reads anything
@@ -330,8 +284,8 @@ def create_app(
             Exception: on_unexpected,
         },
     )
-    app.state.service = active
-    app.state.metrics = metrics
+    app.state.container = active
+    app.state.metrics = active.metrics
     app.state.redis_ping = active.revocations.ping if settings.redis_url else None
     app.state.max_body = settings.max_body_bytes
     app.state.cookie_default = settings.cookie_default

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from ..logs import configure_logging
+from ..ops.logs import configure_logging
 from ..settings import Settings
 from .app import create_app
 

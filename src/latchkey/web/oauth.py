@@ -11,23 +11,15 @@ from starlette.routing import Route
 
 from ..core.clients import Client, parse_basic
 from ..core.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
-from ..oauth import OAuthService
-from ..service import AuthService, ClientInfo, TokenPair
+from ..services import OAuthService, TokenPair
 from .bodies import parse
 from .errors import NO_STORE
 from .forms import IntrospectForm, RevokeForm, TokenForm, read_form
+from .requests import client_of, container_of
 
 
 def _oauth(request: Request) -> OAuthService:
-    service: AuthService = request.app.state.service
-    return OAuthService(service)
-
-
-def _client(request: Request) -> ClientInfo:
-    return ClientInfo(
-        user_agent=request.headers.get("user-agent"),
-        address=request.client.host if request.client else None,
-    )
+    return container_of(request).oauth
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -51,13 +43,13 @@ async def token(request: Request) -> Response:
     if grant_type != "refresh_token":  # password login is /auth/login, not a grant here
         raise UnsupportedGrantType()
     body = parse(TokenForm, form)
-    pair = await _oauth(request).refresh_grant(body.refresh_token, body.scope, _client(request))
+    pair = await _oauth(request).refresh_grant(body.refresh_token, body.scope, client_of(request))
     return JSONResponse(token_response(pair), headers=NO_STORE)  # RFC 6749 §5.1
 
 
 async def revoke(request: Request) -> Response:
     body = parse(RevokeForm, await _form(request))
-    await _oauth(request).revoke(body.token, _client(request))
+    await _oauth(request).revoke(body.token, client_of(request))
     return Response(status_code=200, headers=NO_STORE)  # RFC 7009 §2.2: whatever the token
 
 

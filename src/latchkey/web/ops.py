@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..metrics import Metrics, metrics_response
+from ..ops.metrics import Metrics, exposition
 from .errors import NO_STORE
 
 log = logging.getLogger("latchkey.web")
@@ -38,7 +38,7 @@ async def readyz(request: Request) -> Response:
     state = request.app.state
     redis_ping: Probe | None = getattr(state, "redis_ping", None)
     names = ["database"]
-    probes: list[Awaitable[str]] = [_check("database", state.service.store.ping)]
+    probes: list[Awaitable[str]] = [_check("database", state.container.store.ping)]
     if redis_ping is not None:
         names.append("redis")
         probes.append(_check("redis", redis_ping))
@@ -56,7 +56,8 @@ async def readyz(request: Request) -> Response:
 
 async def metrics_endpoint(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
-    return metrics_response(metrics)
+    body, media_type = exposition(metrics)
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 
 OPS_ROUTES = [

@@ -14,10 +14,10 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from .core.b64 import Base64Error, b64url_decode, b64url_encode
-from .core.errors import ConfigurationError
-from .core.keys import SigningKey
-from .core.sealing import MIN_SECRET_BYTES
+from ..core.b64 import Base64Error, b64url_decode, b64url_encode
+from ..core.errors import ConfigurationError
+from ..core.keys import SigningKey
+from ..core.sealing import MIN_SECRET_BYTES
 
 SECRET_FILE = "secret.key"
 

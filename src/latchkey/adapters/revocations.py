@@ -1,4 +1,4 @@
-"""The deny-list of revoked sessions and users (docs/design.md §3 "Immediate revocation").
+"""The deny-list of revoked sessions and users (docs/design.md §3, "Immediate revocation").
 
 A revoked session's access tokens must stop working before they expire. The deny-list holds
 ``sid → until`` (the moment the last access token of that session expires) and, for a user
@@ -16,8 +16,8 @@ import heapq
 import threading
 from typing import Protocol
 
-from .core.clock import Clock
-from .core.epochs import UserCutoff
+from ..core.clock import Clock
+from ..core.epochs import UserCutoff
 
 
 class LocalDenyList:

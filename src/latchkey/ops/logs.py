@@ -2,8 +2,8 @@
 anything that looks like a token blanked out before it is written.
 
 ``configure_logging`` sets up the root logger once per process and routes uvicorn's loggers
-through it; ``RequestIdMiddleware`` gives every HTTP request an id that each log line made
-while the request runs carries, and that the response returns in ``X-Request-ID``.
+through it. Each line made while an HTTP request runs carries the request's id (given by
+``RequestIdMiddleware`` in web/middleware.py).
 """
 
 from __future__ import annotations
@@ -12,31 +12,24 @@ import json
 import logging
 import re
 import sys
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 __all__ = [
     "JsonFormatter",
     "RedactingFilter",
-    "RequestIdMiddleware",
     "TextFormatter",
     "configure_logging",
     "current_request_id",
     "redact",
 ]
 
-REQUEST_ID_HEADER = "X-Request-ID"
 REDACTED = "[redacted]"
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 # A bearer JWT (base64url JSON header, always "eyJ…") or a latchkey refresh token.
 _SECRET = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|lkrt\.[A-Za-z0-9_-]+")
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 # (color_message is uvicorn's ANSI-coloured duplicate of msg.)
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
@@ -46,12 +39,13 @@ _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
     "color_message",
 }
 
-_request_id: ContextVar[str | None] = ContextVar("latchkey_request_id", default=None)
+# Set by the HTTP middleware (web/middleware.py) for the time a request runs.
+request_id_var: ContextVar[str | None] = ContextVar("latchkey_request_id", default=None)
 
 
 def current_request_id() -> str | None:
     """The id of the HTTP request being handled, or None outside a request."""
-    return _request_id.get()
+    return request_id_var.get()
 
 
 def redact(text: str) -> str:
@@ -171,40 +165,3 @@ def configure_logging(
     if not access_log:
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     return handler
-
-
-class RequestIdMiddleware:
-    """Gives each HTTP request an id: the client's ``X-Request-ID`` when it is a sane value
-    (at most 64 of ``A-Z a-z 0-9 . _ -``), else a fresh uuid4. Log lines made during the
-    request carry it; the response returns it in ``X-Request-ID``."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        request_id = Headers(scope=scope).get(REQUEST_ID_HEADER)
-        if request_id is None or not _SANE_REQUEST_ID.fullmatch(request_id):
-            request_id = uuid.uuid4().hex
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (name, value)
-                    for name, value in message.get("headers", [])
-                    if name.lower() != b"x-request-id"
-                ]
-                headers.append((b"x-request-id", request_id.encode("ascii")))
-                message["headers"] = headers
-            await send(message)
-
-        token = _request_id.set(request_id)
-        await self.app(scope, receive, send_with_id)
-        # Reset only after a normal return: when the app raises, Starlette's
-        # ServerErrorMiddleware (outside every user middleware) logs the error after this
-        # frame, and that line should still carry the id. An ASGI server runs each request
-        # in its own task, so the value cannot reach another request.
-        _request_id.reset(token)

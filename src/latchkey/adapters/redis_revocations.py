@@ -1,20 +1,14 @@
-"""Redis adapters: the deny-list fan-out and the shared login throttle (DESIGN §3, §6).
+"""Redis fan-out of the deny-list (docs/design.md §3, §6).
 
-:class:`RedisRevocations` keeps every instance's :class:`~latchkey.revocation.LocalDenyList`
-in step. A revocation is stored as ``<channel>:<name>`` (value ``until``, TTL ``until - now``
-by the injected clock, so a skew between this host's and Redis's clock does not matter) and
-announced on ``channel`` as ``"<name> <until>"`` in one MULTI/EXEC. ``name`` is a session id
-(one revoked session), or ``user:<user id>:<not before>:<exempt sid or ->`` (every session of
-a user ended at once: one entry whatever their number; :func:`user_entry_name`). A background
-task subscribes, then SCANs the stored keys (so an instance started late, or one that lost its
-connection, learns what it missed), then adds every message to the local list.
-
-:class:`RedisThrottle` counts failures in one sorted set per key (score = the injected clock's
-time), read and written in MULTI/EXEC transactions, so every instance sees the same counts, and
-applies exactly the policy of :class:`~latchkey.throttle.LocalThrottle` (the same
-:func:`~latchkey.throttle.wait_seconds`): the first ``free`` failures in the window are free,
-each further one doubles the delay after the last failure up to ``max_delay``, ``limit``
-failures wait for the window; nothing lasts longer than the window (OWASP ASVS v5 6.3.1).
+:class:`RedisRevocations` keeps every instance's
+:class:`~latchkey.adapters.revocations.LocalDenyList` in step. A revocation is stored as
+``<channel>:<name>`` (value ``until``, TTL ``until - now`` by the injected clock, so a skew
+between this host's and Redis's clock does not matter) and announced on ``channel`` as
+``"<name> <until>"`` in one MULTI/EXEC. ``name`` is a session id (one revoked session), or
+``user:<user id>:<not before>:<exempt sid or ->`` (every session of a user ended at once: one
+entry whatever their number; :func:`user_entry_name`). A background task subscribes, then
+SCANs the stored keys (so an instance started late, or one that lost its connection, learns
+what it missed), then adds every message to the local list.
 
 Failure policy (deliberate): Redis is never on the critical path.
 
@@ -25,12 +19,6 @@ Failure policy (deliberate): Redis is never on the critical path.
   then, other instances accept that session's access tokens (at most their lifetime).
 - The subscriber reconnects by itself (backoff 0.1 s doubling to 2 s) and rescans; it PINGs
   a silent subscription so a half-open connection is noticed within seconds.
-- The throttle with Redis unreachable DEGRADES to an in-process :class:`LocalThrottle` with
-  the same window, free failures and delays (single-node counts) and never raises; counts
-  recorded there are not merged back.
-- Every Redis call is bounded by ``socket_timeout``; warnings are logged on logger
-  ``latchkey.redis`` at most once per 30 s of wall time per kind, never with the URL's
-  credentials, a session id or a throttle key.
 - :meth:`RedisRevocations.ping` is the one call that fails loudly, for readiness checks.
 """
 
@@ -38,52 +26,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
-import secrets
-import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
-from .core.clock import Clock
-from .core.errors import ServiceUnavailable
-from .revocation import LocalDenyList
-from .throttle import FREE_FAILURES, MAX_DELAY, LocalThrottle, wait_seconds
+from ..core.clock import Clock
+from ..core.errors import ServiceUnavailable
+from .redis_common import (
+    FAILURES,
+    Warnings,
+    as_text,
+    connect,
+    describe,
+    glob_escape,
+    logger,
+    redact_url,
+)
+from .revocations import LocalDenyList
 
-logger = logging.getLogger("latchkey.redis")
-
-_FAILURES = (RedisError, OSError)  # OSError covers TimeoutError from asyncio.timeout
 _BACKOFF_FIRST = 0.1
 _BACKOFF_CAP = 2.0
 _WARN_EVERY = 30.0
 _POLL = 1.0  # how long one get_message waits; messages are handled as soon as they arrive
 _IDLE_PING = 5.0  # PING a subscription silent this long; no answer → reconnect
-
-
-def _client(url: str, timeout: float, *, retries: int) -> Redis:
-    """A client whose every step (connect, read) gives up after ``timeout``."""
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), retries),
-        decode_responses=True,
-    )
-
-
-def _redact(url: str) -> str:
-    """``scheme://host:port/db`` without user, password or query (which may hold one)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 _USER = "user:"
@@ -94,39 +61,11 @@ def user_entry_name(user_id: str, not_before: float, exempt_sid: str | None) -> 
     return f"{_USER}{user_id}:{not_before!r}:{exempt_sid or '-'}"
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
         return math.nan
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-class _Warnings:
-    """One warning per kind at most every 30 s of wall time, so an outage is not a flood."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def warn(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        last = self._last.get(kind)
-        if last is None or now - last >= _WARN_EVERY:
-            self._last[kind] = now
-            logger.warning(message, *args)
-        else:
-            logger.debug(message, *args)
 
 
 class RedisRevocations:
@@ -147,10 +86,10 @@ class RedisRevocations:
         self._timeout = socket_timeout
         # Commands retry once at once (a pooled connection may be stale after a restart);
         # the subscription never retries inside redis-py: the task reconnects and rescans.
-        self._redis = _client(url, socket_timeout, retries=1)
-        self._sub_redis = _client(url, socket_timeout, retries=0)
-        self._where = _redact(url)
-        self._warnings = _Warnings()
+        self._redis = connect(url, socket_timeout, retries=1)
+        self._sub_redis = connect(url, socket_timeout, retries=0)
+        self._where = redact_url(url)
+        self._warnings = Warnings()
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
         self._failing = False
@@ -176,14 +115,14 @@ class RedisRevocations:
     async def _publish(self, name: str, until: float) -> None:
         try:
             await self._announce(name, until)
-        except _FAILURES as exc:
+        except FAILURES as exc:
             self._pending[name] = max(until, self._pending.get(name, until))
             self._warnings.warn(
                 "publish",
                 "Redis at %s unreachable (%s): revocation applied on this instance now, "
                 "announced to the others once Redis is back",
                 self._where,
-                _describe(exc),
+                describe(exc),
             )
 
     @property
@@ -233,7 +172,7 @@ class RedisRevocations:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._redis.ping()
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise ServiceUnavailable() from exc
 
     # --- the subscriber ----------------------------------------------------------------------
@@ -260,7 +199,7 @@ class RedisRevocations:
                     "subscribe",
                     "Redis at %s: revocation feed lost (%s); reconnecting",
                     self._where,
-                    _describe(exc),
+                    describe(exc),
                 )
             finally:
                 with contextlib.suppress(Exception):
@@ -277,7 +216,7 @@ class RedisRevocations:
                 raise RedisConnectionError("no confirmation of SUBSCRIBE")
             if message["type"] == "subscribe":
                 break
-        pattern = _glob_escape(self._prefix) + "*"
+        pattern = glob_escape(self._prefix) + "*"
         cursor = 0
         while True:
             cursor, keys = await self._redis.scan(cursor, match=pattern, count=1000)
@@ -285,7 +224,7 @@ class RedisRevocations:
                 values = await self._redis.mget(keys)
                 for key, value in zip(keys, values, strict=True):
                     if value is not None:
-                        self._add(_text(key)[len(self._prefix) :], _text(value))
+                        self._add(as_text(key)[len(self._prefix) :], as_text(value))
             if cursor == 0:
                 return
 
@@ -326,93 +265,3 @@ class RedisRevocations:
             self._local.add(name, until)
             return
         logger.debug("ignored a malformed revocation on %s", self._channel)
-
-
-class RedisThrottle:
-    """Sliding-window failure counts shared by every instance (one sorted set per key).
-
-    Same growing delays and hard cap as :class:`~latchkey.throttle.LocalThrottle` (ASVS v5
-    6.3.1); scores are the injected clock's time, never Redis's.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        clock: Clock,
-        window: int,
-        *,
-        free: int = FREE_FAILURES,
-        max_delay: int = MAX_DELAY,
-        prefix: str = "latchkey:throttle:",
-        socket_timeout: float = 0.5,
-    ) -> None:
-        self._clock = clock
-        self._window = window
-        self._free = free
-        self._max_delay = max_delay
-        self._prefix = prefix
-        self._timeout = socket_timeout
-        self._redis = _client(url, socket_timeout, retries=1)
-        self._fallback = LocalThrottle(clock, window, free=free, max_delay=max_delay)
-        self._where = _redact(url)
-        self._warnings = _Warnings()
-
-    async def retry_after(self, key: str, limit: int, *, free: int | None = None) -> int:
-        now = self._clock.now()
-        name = self._prefix + key
-        try:
-            async with asyncio.timeout(self._timeout):
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.zremrangebyscore(name, "-inf", now - self._window)
-                    pipe.zcard(name)
-                    pipe.zrange(name, -1, -1, withscores=True)
-                    pipe.zrange(name, -limit, -limit, withscores=True)
-                    _, count, newest, nth_newest = await pipe.execute()
-        except _FAILURES as exc:
-            self._degraded(exc)
-            return await self._fallback.retry_after(key, limit, free=free)
-        count = int(count)
-        return wait_seconds(
-            now,
-            count=count,
-            newest=float(newest[0][1]) if newest else None,
-            limit_oldest=float(nth_newest[0][1]) if 0 < limit <= count and nth_newest else None,
-            limit=limit,
-            window=self._window,
-            free=self._free if free is None else free,
-            max_delay=self._max_delay,
-        )
-
-    async def failed(self, key: str) -> None:
-        now = self._clock.now()
-        name = self._prefix + key
-        member = f"{now!r}:{secrets.token_hex(6)}"  # unique even when the clock stands still
-        try:
-            async with asyncio.timeout(self._timeout):
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.zadd(name, {member: now})
-                    pipe.zremrangebyscore(name, "-inf", now - self._window)
-                    pipe.expire(name, self._window)
-                    await pipe.execute()
-        except _FAILURES as exc:
-            self._degraded(exc)
-            await self._fallback.failed(key)
-
-    async def reset(self, key: str) -> None:
-        await self._fallback.reset(key)
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._redis.delete(self._prefix + key)
-        except _FAILURES as exc:
-            self._degraded(exc)
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-    def _degraded(self, exc: BaseException) -> None:
-        self._warnings.warn(
-            "throttle",
-            "Redis at %s unreachable (%s): login throttling counts on this instance only",
-            self._where,
-            _describe(exc),
-        )

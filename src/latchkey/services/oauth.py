@@ -1,6 +1,6 @@
 """The standard OAuth endpoints over the service, and the clients that may introspect.
 
-- the refresh grant of the token endpoint (RFC 6749 §6): :meth:`AuthService.refresh` itself,
+- the refresh grant of the token endpoint (RFC 6749 §6): :meth:`TokenService.refresh` itself,
   so the session rules of ``/auth/refresh`` (rotation, grace window, reuse detection) hold
   unchanged; only the errors are the token endpoint's (400 ``invalid_grant``, §5.2);
 - revocation (RFC 7009): a refresh or an access token ends its session;
@@ -15,13 +15,12 @@ and revocation endpoints are public (RFC 6749 §2.1): no client authentication t
 from __future__ import annotations
 
 import hmac
-import logging
 import re
 from typing import Any
 
-from .core.audit import AuditEvent, AuditKind
-from .core.clients import Client, is_client_id, new_client, secret_matches
-from .core.errors import (
+from ..core.audit import AuditEvent, AuditKind
+from ..core.clients import Client, is_client_id, new_client, secret_matches
+from ..core.errors import (
     AccountDisabled,
     InvalidClient,
     InvalidGrant,
@@ -31,12 +30,12 @@ from .core.errors import (
     RefreshTokenInvalid,
     RejectedGrant,
 )
-from .core.refresh import PREFIX as REFRESH_PREFIX
-from .core.sessions import Session
-from .core.users import User
-from .service import AuthService, ClientInfo, TokenPair
-
-audit_log = logging.getLogger("latchkey.audit")
+from ..core.refresh import PREFIX as REFRESH_PREFIX
+from ..store.protocol import ClientStore, SessionStore
+from .access import TokenPair
+from .context import ClientInfo, Context
+from .lookup import Liveness
+from .tokens import TokenService
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), joined by single spaces.
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
@@ -53,10 +52,22 @@ def requested_scopes(scope: str) -> frozenset[str]:
 class OAuthService:
     """What the ``/oauth/*`` routes and ``latchkey clients`` ask of the service."""
 
-    def __init__(self, service: AuthService) -> None:
-        self.service = service
-        self.store = service.store
-        self.clock = service.clock
+    def __init__(
+        self,
+        *,
+        tokens: TokenService,
+        sessions: SessionStore,
+        clients: ClientStore,
+        context: Context,
+        liveness: Liveness,
+        issuer: str,
+    ) -> None:
+        self._tokens = tokens
+        self._sessions = sessions
+        self._clients = clients
+        self._context = context
+        self._liveness = liveness
+        self._issuer = issuer
 
     # --- RFC 6749 §6: the refresh grant --------------------------------------------------
 
@@ -69,12 +80,12 @@ class OAuthService:
         try:
             if scope is not None:
                 wanted = requested_scopes(scope)
-                presented = self.service.parse_refresh_token(refresh_token)
-                session = await self.store.get_session(presented.sid)
+                presented = self._tokens.parse_refresh_token(refresh_token)
+                session = await self._sessions.get_session(presented.sid)
                 # Without a session, the refresh below answers invalid_grant.
                 if session is not None and not wanted <= set(session.scope.split()):
                     raise InvalidScope()
-            return await self.service.refresh(refresh_token, client, scope=scope)
+            return await self._tokens.refresh(refresh_token, client, scope=scope)
         except (InvalidGrant, AccountDisabled) as exc:
             # RFC 6749 §5.2: 400 invalid_grant for an invalid, expired, revoked or reused
             # refresh token, and for a disabled account (the grant's owner is gone).
@@ -87,24 +98,24 @@ class OAuthService:
         of an ended session changes nothing, silently (RFC 7009 §2.2)."""
         if token.startswith(REFRESH_PREFIX):
             try:
-                self.service.parse_refresh_token(token)
+                self._tokens.parse_refresh_token(token)
             except RefreshTokenInvalid:
                 return
             # Any genuine token of the session, old generations too, ends it.
-            await self.service.logout_with_refresh_token(token, client)
+            await self._tokens.logout_with_refresh_token(token, client)
             return
         try:
-            claims = self.service.verify_access_token(token)
+            claims = self._tokens.verify_access_token(token)
         except InvalidToken:
             return
-        await self.service.logout_with_access_token(claims, client)
+        await self._tokens.logout_with_access_token(claims, client)
 
     # --- RFC 7662: introspection ---------------------------------------------------------
 
     async def authenticate(self, client_id: str, secret: str) -> Client:
         """The registered client with this secret, or :class:`InvalidClient` (RFC 6749
         §2.3.1); unknown ids and wrong secrets take the same path and the same time."""
-        client = await self.store.client_by_id(client_id) if is_client_id(client_id) else None
+        client = await self._clients.client_by_id(client_id) if is_client_id(client_id) else None
         if not secret_matches(client, secret):
             raise InvalidClient()
         assert client is not None
@@ -119,25 +130,13 @@ class OAuthService:
             return await self._introspect_refresh(token)
         return await self._introspect_access(token)
 
-    async def _live(self, sid: str, user_id: str | None = None) -> tuple[Session, User] | None:
-        """The live session ``sid`` (of ``user_id``) and its enabled user, if there are."""
-        session = await self.store.get_session(sid)
-        if session is None or not session.is_live(self.clock.now()):
-            return None
-        if user_id is not None and session.user_id != user_id:
-            return None
-        user = await self.store.user_by_id(session.user_id)
-        if user is None or user.disabled_at is not None:
-            return None
-        return session, user
-
     async def _introspect_access(self, token: str) -> dict[str, Any]:
         try:
-            claims = self.service.verify_access_token(token)  # also the deny-list
+            claims = self._tokens.verify_access_token(token)  # also the deny-list
         except InvalidToken:
             return dict(INACTIVE)
         sid = claims.get("sid")
-        live = await self._live(sid, claims["sub"]) if sid else None
+        live = await self._liveness.live(sid, claims["sub"]) if sid else None
         if live is None:
             return dict(INACTIVE)
         _, user = live
@@ -159,10 +158,10 @@ class OAuthService:
 
     async def _introspect_refresh(self, token: str) -> dict[str, Any]:
         try:
-            presented = self.service.parse_refresh_token(token)
+            presented = self._tokens.parse_refresh_token(token)
         except RefreshTokenInvalid:
             return dict(INACTIVE)
-        live = await self._live(presented.sid)
+        live = await self._liveness.live(presented.sid)
         if live is None:
             return dict(INACTIVE)
         session, user = live
@@ -178,7 +177,7 @@ class OAuthService:
             "exp": int(session.expires_at()),
             "iat": int(session.rotated_at or session.created_at),
             "sub": user.id,
-            "iss": self.service.issuer_name,
+            "iss": self._issuer,
             "sid": session.sid,
         }
 
@@ -186,22 +185,24 @@ class OAuthService:
 
     async def add_client(self, name: str) -> tuple[Client, str]:
         """Register a client; its secret is in the return value and nowhere else."""
-        now = self.clock.now()
+        now = self._context.clock.now()
         client, secret = new_client(name, now)
         event = AuditEvent(at=now, kind=AuditKind.CLIENT_ADDED, reason=f"client {client.id}")
-        await self.store.add_client(client, audit=[event])
-        audit_log.info(event.kind.value, extra=event.log_fields())
+        await self._clients.add_client(client, audit=[event])
+        self._context.audit.log(event)
         return client, secret
 
     async def list_clients(self) -> list[Client]:
-        return await self.store.list_clients()
+        return await self._clients.list_clients()
 
     async def remove_client(self, client_id: str) -> None:
         event = AuditEvent(
-            at=self.clock.now(), kind=AuditKind.CLIENT_REMOVED, reason=f"client {client_id}"
+            at=self._context.clock.now(),
+            kind=AuditKind.CLIENT_REMOVED,
+            reason=f"client {client_id}",
         )
-        if not is_client_id(client_id) or not await self.store.remove_client(
+        if not is_client_id(client_id) or not await self._clients.remove_client(
             client_id, audit=[event]
         ):
             raise NotFound("No client with this id.")
-        audit_log.info(event.kind.value, extra=event.log_fields())
+        self._context.audit.log(event)

@@ -1,0 +1,1 @@
+"""Observability: the events services report, Prometheus metrics, structured logs."""

@@ -1,0 +1,83 @@
+"""Token pairs: the access token a session's refresh issues, and the check of one presented.
+
+Access tokens are JWTs (RFC 9068) signed with the key ring's current key; this process checks
+them with the same ring and its deny-list of revoked sessions (docs/design.md §3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.access import AccessTokenIssuer
+from ..core.refresh import RefreshToken, RefreshTokenCodec
+from ..core.sessions import Session
+from ..core.verifier import AccessClaims, Verifier
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    token_type: str = "Bearer"
+    scope: str = ""  # the access token's; not in as_dict (docs/design.md §4), /oauth/token adds it
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenPair(expires_in={self.expires_in}, refresh_expires_in={self.refresh_expires_in})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+            "refresh_expires_in": self.refresh_expires_in,
+        }
+
+
+class AccessTokens:
+    """Issues pairs for sessions and verifies access tokens for the service's own routes."""
+
+    def __init__(
+        self, issuer: AccessTokenIssuer, verifier: Verifier, codec: RefreshTokenCodec
+    ) -> None:
+        self.issuer = issuer
+        self.verifier = verifier
+        self._codec = codec
+
+    @property
+    def ttl(self) -> int:
+        return self.issuer.ttl
+
+    def verify(self, token: str) -> AccessClaims:
+        return self.verifier.verify(token)
+
+    def pair(
+        self, session: Session, token: RefreshToken, now: float, *, scope: str | None = None
+    ) -> TokenPair:
+        """A new access token for the session beside its refresh token ``token``. With
+        ``scope``, only those of the session's scopes (never more, whatever was asked)."""
+        granted = session.scope
+        if scope is not None:
+            wanted = set(scope.split())
+            granted = " ".join(s for s in session.scope.split() if s in wanted)
+        access = self.issuer.issue(
+            subject=session.user_id,
+            sid=session.sid,
+            scope=granted,
+            auth_time=int(session.created_at),
+        )
+        # The session row knows the token's idle expiry (also for a grace replay, whose
+        # successor was fixed at the first refresh) and the absolute cap.
+        refresh_expires_at = session.expires_at()
+        return TokenPair(
+            access_token=access.token,
+            expires_in=self.issuer.ttl,
+            refresh_token=self._codec.encode(token),
+            refresh_expires_in=max(0, int(refresh_expires_at - now)),
+            scope=granted,
+        )

@@ -1,0 +1,48 @@
+"""Who is behind a name or a token: the lookups the services share.
+
+One place decides whether a session is live for a user: :meth:`Liveness.live`, used by the
+routes a bearer token calls and by token introspection alike.
+"""
+
+from __future__ import annotations
+
+from ..core.clock import Clock
+from ..core.errors import NotFound, RevokedToken
+from ..core.sessions import Session
+from ..core.users import User, username_key
+from ..core.verifier import AccessClaims
+from ..store.protocol import SessionStore, UserStore
+
+
+async def user_named(users: UserStore, username: str) -> User:
+    user = await users.user_by_name(username_key(username))
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    return user
+
+
+class Liveness:
+    def __init__(self, sessions: SessionStore, users: UserStore, clock: Clock) -> None:
+        self._sessions = sessions
+        self._users = users
+        self._clock = clock
+
+    async def live(self, sid: str, user_id: str | None = None) -> tuple[Session, User] | None:
+        """The live session ``sid`` (of ``user_id`` when given) and its enabled user, if
+        there are: read from the store, not from this process's deny-list."""
+        session = await self._sessions.get_session(sid)
+        if session is None or not session.is_live(self._clock.now()):
+            return None
+        if user_id is not None and session.user_id != user_id:
+            return None
+        user = await self._users.user_by_id(session.user_id)
+        if user is None or user.disabled_at is not None:
+            return None
+        return session, user
+
+    async def bearer_user(self, claims: AccessClaims) -> User:
+        """The enabled user behind an access token whose session is live (else 401)."""
+        live = await self.live(claims.get("sid", ""), claims["sub"])
+        if live is None:
+            raise RevokedToken()
+        return live[1]

@@ -1,0 +1,173 @@
+"""Sessions: a user's own list and sign-outs, the administrator's list and revocations, and
+the background work that keeps every instance's deny-list and the tables current."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..adapters.revocations import Revocations
+from ..core.clock import Clock
+from ..core.errors import NotFound
+from ..core.refresh import SID_BYTES
+from ..core.sessions import RevocationReason, Session
+from ..core.verifier import AccessClaims
+from ..store.protocol import SessionStore, UserStore
+from .context import ClientInfo
+from .lookup import Liveness, user_named
+from .revoker import Revoker
+
+FEED_OVERLAP = 5.0  # seconds the revocation feed reads back past the newest entry seen
+PURGE_BATCH = 500  # rows deleted per purge transaction
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A session as its user sees it (``GET /auth/sessions``); no secret, no hash."""
+
+    sid: str
+    created_at: float
+    last_used_at: float
+    expires_at: float
+    user_agent: str | None
+    address: str | None
+    current: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.sid,
+            "created_at": int(self.created_at),
+            "last_used_at": int(self.last_used_at),
+            "expires_at": int(self.expires_at),
+            "user_agent": self.user_agent,
+            "address": self.address,
+            "current": self.current,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Housekeeping:
+    """What is kept (docs/sessions.md)."""
+
+    audit_retention: int  # seconds an audit event is kept
+    purge_batch: int = PURGE_BATCH  # rows deleted per purge transaction
+
+
+class SessionService:
+    def __init__(
+        self,
+        *,
+        sessions: SessionStore,
+        users: UserStore,
+        clock: Clock,
+        revocations: Revocations,
+        liveness: Liveness,
+        revoker: Revoker,
+        access_ttl: int,
+        housekeeping: Housekeeping,
+    ) -> None:
+        self._sessions = sessions
+        self._users = users
+        self._clock = clock
+        self._revocations = revocations
+        self._liveness = liveness
+        self._revoker = revoker
+        self._access_ttl = access_ttl
+        self.housekeeping = housekeeping
+        self._revocations_seen: float | None = None  # cursor of sync_revocations
+
+    # --- the user's own ------------------------------------------------------------------
+
+    async def sessions_of(self, claims: AccessClaims) -> list[SessionView]:
+        """``GET /auth/sessions``: the caller's live sessions, the caller's own marked."""
+        user = await self._liveness.bearer_user(claims)
+        now = self._clock.now()
+        return [
+            SessionView(
+                sid=s.sid,
+                created_at=s.created_at,
+                last_used_at=s.last_used_at,
+                expires_at=s.expires_at(),
+                user_agent=s.user_agent,
+                address=s.address,
+                current=s.sid == claims["sid"],
+            )
+            for s in await self._sessions.list_sessions(user.id, live_at=now)
+        ]
+
+    async def end_own_session(self, claims: AccessClaims, sid: str, client: ClientInfo) -> None:
+        """``DELETE /auth/sessions/{sid}``: only the caller's own live sessions; anything
+        else is a 404, whether it exists or not (no probing of other users' ids)."""
+        user = await self._liveness.bearer_user(claims)
+        if len(sid) != 2 * SID_BYTES or not all(ch in "0123456789abcdef" for ch in sid):
+            # Never one of our ids: no query (PostgreSQL refuses text with NUL, a 503).
+            raise NotFound("No such session.")
+        reason = (
+            RevocationReason.LOGOUT if sid == claims["sid"] else RevocationReason.REVOKED_BY_USER
+        )
+        if not await self._revoker.revoke(sid, reason, client, user_id=user.id):
+            raise NotFound("No such session.")
+
+    async def logout_all(self, claims: AccessClaims, client: ClientInfo) -> int:
+        """``POST /auth/logout-all``: every session of the caller's user, the caller's too."""
+        user = await self._liveness.bearer_user(claims)
+        revoked = await self._revoker.revoke_all_of(user.id, RevocationReason.LOGOUT_ALL, client)
+        return len(revoked)
+
+    # --- administrators (`latchkey sessions …`) ------------------------------------------
+
+    async def list_sessions(
+        self, username: str | None = None, *, include_ended: bool = False
+    ) -> list[Session]:
+        """Sessions of one user or of everyone, newest use first."""
+        user_id = (await user_named(self._users, username)).id if username else None
+        live_at = None if include_ended else self._clock.now()
+        return await self._sessions.list_sessions(user_id, live_at=live_at)
+
+    async def revoke_session(self, sid: str) -> bool:
+        """``latchkey sessions revoke SID``; ``False`` if it was revoked already."""
+        if await self._revoker.revoke(sid, RevocationReason.ADMIN, user_id=None):
+            return True
+        if await self._sessions.get_session(sid) is None:
+            raise NotFound("No such session.")
+        return False
+
+    async def revoke_sessions_of(self, username: str) -> list[str]:
+        """``latchkey sessions revoke --user USERNAME``."""
+        user = await user_named(self._users, username)
+        return await self._revoker.revoke_all_of(user.id, RevocationReason.ADMIN)
+
+    # --- background work -----------------------------------------------------------------
+
+    async def sync_revocations(self) -> int:
+        """Add sessions revoked in the store (by any process: another instance, the CLI)
+        to this process's deny-list; how many were new. Run every second or so: with it,
+        a revocation reaches every guard without Redis, one indexed query per interval."""
+        now = self._clock.now()
+        ttl = self._access_ttl
+        # A fresh process starts one access-token lifetime back (it learns every revocation
+        # whose tokens may still be out there), then goes on from the newest one seen, with
+        # an overlap for other processes' clocks a little behind ours and slow commits.
+        cursor = now - ttl if self._revocations_seen is None else self._revocations_seen
+        added = 0
+        denied = self._revocations.local
+        for sid, revoked_at in await self._sessions.revoked_since(cursor - FEED_OVERLAP):
+            until = revoked_at + ttl
+            if until > now and sid not in denied:
+                denied.add(sid, until)
+                added += 1
+            cursor = max(cursor, revoked_at)
+        self._revocations_seen = cursor
+        return added
+
+    async def purge(self) -> int:
+        """Delete one batch of dead sessions and old audit events (called in a loop by the
+        server: storage cleans itself, no cron job). A session row is kept one access-token
+        lifetime past its revocation or expiry, for the deny-list feed and for a clear
+        "revoked" answer to late refreshes."""
+        now = self._clock.now()
+        return await self._sessions.purge(
+            sessions_before=now - self._access_ttl,
+            audit_before=now - self.housekeeping.audit_retention,
+            batch=self.housekeeping.purge_batch,
+        )
