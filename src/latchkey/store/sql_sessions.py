@@ -1,0 +1,195 @@
+"""The sessions table: one row per session, rotated by one conditional ``UPDATE … WHERE sid
+= ? AND generation = ? AND current_hash = ? AND live RETURNING …``. The database serialises
+writers, so of any number of concurrent refreshes with one token, in one process or many,
+exactly one matches the row (docs/design.md §2 "Atomicity")."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..core.audit import AuditEvent
+from ..core.sessions import Rotation, Session
+from . import statements
+from .engine import SqlBase, write_audit
+from .tables import audit_events, sessions
+
+
+async def revoke_all(
+    conn: AsyncConnection,
+    user_id: str,
+    reason: str,
+    now: float,
+    except_sid: str | None,
+    audit: AuditEvent | None,
+) -> list[str]:
+    """Revoke every live session of a user but ``except_sid``; the revoked ids."""
+    c = sessions.c
+    statement = (
+        update(sessions)
+        .where(c.user_id == user_id, c.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+        .returning(c.sid)
+    )
+    if except_sid is not None:
+        statement = statement.where(c.sid != except_sid)
+    sids = sorted((await conn.execute(statement)).scalars())
+    if audit is not None:
+        await write_audit(
+            conn,
+            [dataclasses.replace(audit, user_id=user_id, sid=sid, reason=reason) for sid in sids],
+        )
+    return sids
+
+
+def _session(row: Row[Any]) -> Session:
+    return Session(
+        sid=row.sid,
+        user_id=row.user_id,
+        generation=row.generation,
+        current_hash=bytes(row.current_hash),
+        previous_hash=None if row.previous_hash is None else bytes(row.previous_hash),
+        rotation_nonce=None if row.rotation_nonce is None else bytes(row.rotation_nonce),
+        rotated_at=row.rotated_at,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        idle_expires_at=row.idle_expires_at,
+        absolute_expires_at=row.absolute_expires_at,
+        revoked_at=row.revoked_at,
+        revoked_reason=row.revoked_reason,
+        scope=row.scope,
+        user_agent=row.user_agent,
+        address=row.address,
+    )
+
+
+class SqlSessions(SqlBase):
+    async def add_session(self, session: Session, *, audit: Sequence[AuditEvent] = ()) -> None:
+        values = statements.session_values(session)
+        rows = statements.audit_rows(audit)
+        writer = self._sqlite_writer()
+        if writer is not None:
+            await writer.run(lambda c: statements.sqlite_add_session(c, values, rows))
+            return
+        async with self._begin() as conn:
+            await conn.execute(statements.INSERT_SESSION, values)
+            if rows:
+                await conn.execute(statements.INSERT_AUDIT, rows)
+
+    async def get_session(self, sid: str) -> Session | None:
+        async with self._begin() as conn:
+            row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
+        return None if row is None else _session(row)
+
+    async def rotate(
+        self, rotation: Rotation, *, audit: AuditEvent | None = None
+    ) -> Session | None:
+        values = statements.rotation_values(rotation)
+        rows = statements.audit_rows([audit] if audit is not None else [])
+        writer = self._sqlite_writer()
+        if writer is not None:
+            return await writer.run(lambda c: statements.sqlite_rotate(c, values, rows))
+        async with self._begin() as conn:
+            row = (await conn.execute(statements.ROTATE, values)).first()
+            if row is not None and rows:
+                for event in rows:
+                    event.update(user_id=row.user_id, sid=row.sid)
+                await conn.execute(statements.INSERT_AUDIT, rows)
+        return None if row is None else _session(row)
+
+    async def revoke_session(
+        self,
+        sid: str,
+        reason: str,
+        now: float,
+        *,
+        user_id: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> bool:
+        c = sessions.c
+        statement = (
+            update(sessions)
+            .where(c.sid == sid, c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+            .returning(c.user_id)
+        )
+        if user_id is not None:
+            statement = statement.where(c.user_id == user_id)
+        async with self._begin() as conn:
+            row = (await conn.execute(statement)).first()
+            if row is not None and audit is not None:
+                await write_audit(conn, [dataclasses.replace(audit, user_id=row.user_id, sid=sid)])
+        return row is not None
+
+    async def revoke_user_sessions(
+        self,
+        user_id: str,
+        reason: str,
+        now: float,
+        *,
+        except_sid: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> list[str]:
+        async with self._begin() as conn:
+            return await revoke_all(conn, user_id, reason, now, except_sid, audit)
+
+    async def list_sessions(
+        self, user_id: str | None = None, *, live_at: float | None = None
+    ) -> list[Session]:
+        c = sessions.c
+        statement = select(sessions).order_by(c.last_used_at.desc(), c.sid)
+        if user_id is not None:
+            statement = statement.where(c.user_id == user_id)
+        if live_at is not None:
+            statement = statement.where(
+                c.revoked_at.is_(None),
+                c.idle_expires_at > live_at,
+                c.absolute_expires_at > live_at,
+            )
+        async with self._begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [_session(row) for row in rows]
+
+    async def revoked_since(self, since: float, *, limit: int = 10_000) -> list[tuple[str, float]]:
+        c = sessions.c
+        statement = (
+            select(c.sid, c.revoked_at)
+            .where(c.revoked_at >= since)
+            .order_by(c.revoked_at)
+            .limit(limit)
+        )
+        async with self._begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [(row.sid, row.revoked_at) for row in rows]
+
+    async def purge(self, *, sessions_before: float, audit_before: float, batch: int) -> int:
+        """Delete at most ``batch`` sessions that were revoked or had expired before
+        ``sessions_before``, and at most ``batch`` audit rows older than ``audit_before``;
+        the number of rows deleted. Small batches keep each transaction (and lock) short."""
+        c = sessions.c
+        dead = (
+            select(c.sid)
+            .where(
+                (c.revoked_at < sessions_before)
+                | (c.idle_expires_at < sessions_before)
+                | (c.absolute_expires_at < sessions_before)
+            )
+            .limit(batch)
+        )
+        old = select(audit_events.c.id).where(audit_events.c.at < audit_before).limit(batch)
+        async with self._begin() as conn:
+            sids = list((await conn.execute(dead)).scalars())
+            ids = list((await conn.execute(old)).scalars())
+            deleted = 0
+            if sids:
+                result = await conn.execute(delete(sessions).where(c.sid.in_(sids)))
+                deleted += result.rowcount
+            if ids:
+                result = await conn.execute(delete(audit_events).where(audit_events.c.id.in_(ids)))
+                deleted += result.rowcount
+        return deleted
