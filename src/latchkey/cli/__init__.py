@@ -1,0 +1,31 @@
+"""The ``latchkey`` command: it only translates argv into service calls."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from ..core.errors import LatchkeyError
+from .common import CommandError
+from .parser import build_parser
+
+__all__ = ["CommandError", "build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CommandError, LatchkeyError) as exc:
+        message = exc.description if isinstance(exc, LatchkeyError) else str(exc)
+        print(f"latchkey: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `latchkey audit | head`: the reader left. Point stdout at devnull so that the
+        # interpreter's final flush does not fail again (Python docs, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return 0
