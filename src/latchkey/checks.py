@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .keystore import SECRET_FILE
+from .adapters.keyfiles import SECRET_FILE
 from .settings import Settings
 
 __all__ = ["BASIC", "DEPLOY", "Facts", "Level", "Listener", "Problem", "gather", "run"]

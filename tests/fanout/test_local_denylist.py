@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from latchkey.adapters.revocations import LocalDenyList, LocalRevocations
 from latchkey.core.access import AccessTokenIssuer
 from latchkey.core.clock import ManualClock
 from latchkey.core.epochs import UserCutoff, first_issue_at
 from latchkey.core.errors import RevokedToken
 from latchkey.core.keys import SigningKey
 from latchkey.core.verifier import Verifier
-from latchkey.revocation import LocalDenyList, LocalRevocations
 
 ISSUER = "https://auth.example.test"
 AUDIENCE = "api"

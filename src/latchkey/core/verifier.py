@@ -73,7 +73,7 @@ class AccessClaims(TypedDict, total=False):
 
 @runtime_checkable
 class DenyList(Protocol):
-    """Revocations a verifier consults (e.g. :class:`latchkey.revocation.LocalDenyList`,
+    """Revocations a verifier consults (e.g. :class:`latchkey.adapters.revocations.LocalDenyList`,
     :class:`latchkey.guard.denylist.RedisDenyList`); called with verified claims only."""
 
     def refuses(self, sub: object, sid: object, iat: float) -> bool: ...
