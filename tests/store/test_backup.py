@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from latchkey.store import migrate
 from latchkey.store.backup import BackupError, BackupKeys, backup, restore
 from latchkey.store.backup_format import write_backup
-from latchkey.store.sql import create_engine
+from latchkey.store.engine import create_engine
 from latchkey.store.tables import metadata
 from support import POSTGRES_URL, run_sync
 
