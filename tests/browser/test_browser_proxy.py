@@ -169,6 +169,7 @@ def deployment(
     site = Deployment(https_port=free_port(), http_port=free_port())
     try:
         data_dir = workdir / "data"
+        processes.migrate(data_dir)
         processes.add_user(data_dir, "alice", "read write")
         port = free_port()
         env = {**processes.latchkey_env(data_dir), **settings_file(data_dir, site.origin)}
