@@ -26,10 +26,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from latchkey import Verifier
 from latchkey.bootstrap import Container
 from latchkey.client import LatchkeyAuth, RefreshFailed, Tokens
 from latchkey.core.clock import ManualClock
-from latchkey.core.verifier import Verifier
 from latchkey.guard import BearerAuthMiddleware
 
 AUTH = "http://auth.test"  # the latchkey service, in-process

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .adapters.remote_jwks import RemoteJWKS
 from .core.clock import SystemClock
 from .core.verifier import Verifier as CoreVerifier
 
@@ -32,6 +31,9 @@ class Verifier(CoreVerifier):
         more while the URL fails. An unknown ``kid`` causes one fetch, at most once per
         ``min_refetch_interval``, waited for at most ``refresh_deadline`` seconds. See
         docs/frameworks.md "The keys" and :meth:`warm_up`."""
+        # Loaded on use: importing latchkey (and its core) loads no network code.
+        from .adapters.remote_jwks import RemoteJWKS
+
         clock = options.get("clock") or SystemClock()
         source = RemoteJWKS(
             url,
