@@ -593,6 +593,36 @@ async def test_openapi_lists_every_route(client: httpx.AsyncClient) -> None:
         assert set(spec["paths"][_template(route.path)]) == methods, route.path
 
 
+async def test_openapi_refs_resolve_and_parameters_are_typed(client: httpx.AsyncClient) -> None:
+    """Every ``$ref`` of /openapi.json resolves from the document's root (a client generator
+    reads them so), and every parameter (header, cookie, path) says its type."""
+    spec = (await client.get("/openapi.json")).json()
+
+    def refs(node: object) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return found + [ref for value in node.values() for ref in refs(value)]
+        if isinstance(node, list):
+            return [ref for value in node for ref in refs(value)]
+        return []
+
+    for ref in refs(spec):
+        assert ref.startswith("#/"), ref
+        target: object = spec
+        for part in ref[2:].split("/"):
+            assert isinstance(target, dict) and part in target, ref
+            target = target[part]
+    parameters = [
+        parameter
+        for operations in spec["paths"].values()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", [])
+    ]
+    assert parameters
+    for parameter in parameters:
+        assert parameter["schema"].get("type") == "string", parameter
+
+
 def _template(path: str) -> str:
     """A route's path as an OpenAPI path template: ``{asset:path}`` is ``{asset}``."""
     return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)

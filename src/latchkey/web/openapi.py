@@ -78,7 +78,7 @@ _CSRF = {
     "name": CSRF_HEADER,
     "in": "header",
     "required": False,
-    "schema": {"const": "1"},
+    "schema": {"type": "string", "enum": ["1"]},
     "description": "Required (with an Origin that is this service's, the issuer's or one of "
     "LATCHKEY_CORS_ORIGINS; or, without Origin, Sec-Fetch-Site: same-origin) whenever the "
     "request carries the refresh cookie, and for a login in cookie mode.",
@@ -365,7 +365,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                         "name": "asset",
                         "in": "path",
                         "required": True,
-                        "schema": {"enum": ["app.js", "app.css", "icon.svg"]},
+                        "schema": {"type": "string", "enum": ["app.js", "app.css", "icon.svg"]},
                     }
                 ],
                 "responses": {
@@ -378,9 +378,24 @@ def _operations() -> dict[str, dict[str, Any]]:
     }
 
 
+_COMPONENT = "#/components/schemas/{model}"
+
+
+def _component_schemas() -> dict[str, Any]:
+    """Every model's JSON Schema under components/schemas; a model nested in another (such as
+    SessionResponse in SessionsResponse) becomes a component of its own, so that every
+    ``$ref`` of the document resolves from its root."""
+    schemas: dict[str, Any] = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template=_COMPONENT)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
 @cache
 def openapi_spec(server_url: str) -> dict[str, Any]:
-    schemas = {model.__name__: model.model_json_schema() for model in _MODELS}
+    schemas = _component_schemas()
     return {
         "openapi": "3.1.0",
         "info": {
