@@ -183,7 +183,7 @@ def build(
         clock=clock,
         revoked_sessions=revocations.local,
     )
-    hashing = HashingPool(os.cpu_count() or 2)
+    hashing = HashingPool(queue=settings.hash_queue)
     context = Context(
         clock=clock,
         events=events or PrometheusEvents(metrics),

@@ -148,6 +148,8 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)
     argon2_parallelism: int = Field(default=4, ge=1, le=64)
     max_body_bytes: int = Field(default=16384, ge=1024, le=1024 * 1024)
+    # Password hashes waiting for a hash thread (one per core) before logins get 429.
+    hash_queue: int = Field(default=32, ge=0, le=100_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = False  # one line per HTTP request (uvicorn's access log)

@@ -17,7 +17,7 @@ from .common import load_settings, run
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from ..web.server import NoDelayH11Protocol
+    from ..web.server import NoDelayHttpToolsProtocol
 
     settings = load_settings()
 
@@ -42,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        http=NoDelayH11Protocol,
+        http=NoDelayHttpToolsProtocol,  # httptools parser; uvicorn picks uvloop itself
         log_level=settings.log_level,
         server_header=False,
     )

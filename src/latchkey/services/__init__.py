@@ -7,7 +7,8 @@ Each takes the narrow store protocol it needs (store/protocol.py) and the shared
 from .access import AccessTokens, TokenPair
 from .accounts import AccountService
 from .audit import AuditRecorder, AuditService
-from .context import ClientInfo, Context, HashingPool, ThrottleLimits
+from .context import ClientInfo, Context, ThrottleLimits
+from .hashing import HashingPool
 from .keys import KeyRotation, KeyService
 from .oauth import OAuthService
 from .sessions import Housekeeping, SessionService, SessionView

@@ -3,16 +3,14 @@ hashing pool and the revocation fan-out, and who the client of a request is."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..adapters.revocations import Revocations
 from ..core.clock import Clock
 from ..ops.events import Events
 from .audit import AuditRecorder
+from .hashing import HashingPool
 
 T = TypeVar("T")
 
@@ -23,20 +21,6 @@ class ClientInfo:
 
     user_agent: str | None = None
     address: str | None = None
-
-
-class HashingPool:
-    """Password hashing and key generation are CPU-bound: they run on a small thread pool,
-    never on the event loop."""
-
-    def __init__(self, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="latchkey-hash")
-
-    async def run(self, func: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True, slots=True)

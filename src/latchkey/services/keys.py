@@ -6,6 +6,7 @@ stores keys, reloads the ring, and deletes the rows of keys dropped long ago.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -127,7 +128,8 @@ class KeyService:
         self, prepublish: int | None, mode: str, *, interval: int | None = None
     ) -> str | None:
         # RFC 8725 §3.5: keys from the OS CSPRNG (cryptography); RSA generation is slow.
-        key = await self._context.hashing.run(SigningKey.generate, self.rotation.algorithm)
+        # Off the event loop, but not in the hashing pool: a login storm must not delay it.
+        key = await asyncio.to_thread(SigningKey.generate, self.rotation.algorithm)
         now = self._context.clock.now()
         activates_at = now if prepublish is None else now + prepublish
         stored = StoredKey.seal(key, self._sealer, now=now, activates_at=activates_at)
