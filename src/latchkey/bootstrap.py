@@ -219,7 +219,6 @@ def build(
         ),
         throttle=throttle,
         limits=limits,
-        liveness=liveness,
         revoker=revoker,
         audit_refreshes=settings.audit_refreshes,
     )

@@ -19,6 +19,12 @@ class IssuedAccessToken:
     token: str
     expires_at: int
     jti: str
+    issued_at: int = 0  # iat
+
+    @property
+    def lifetime(self) -> int:
+        """Seconds from ``iat`` to ``exp``: the ``expires_in`` to tell the client."""
+        return max(0, self.expires_at - self.issued_at)
 
 
 class SigningKeyProvider(Protocol):
@@ -62,13 +68,24 @@ class AccessTokenIssuer:
         return signer
 
     def issue(
-        self, *, subject: str, sid: str, scope: str, auth_time: int, at: float | None = None
+        self,
+        *,
+        subject: str,
+        sid: str,
+        scope: str,
+        auth_time: int,
+        at: float | None = None,
+        not_after: float | None = None,
     ) -> IssuedAccessToken:
         """``at``: the instant the session was found live (default: now). ``iat`` is that
         instant in whole seconds, rounded down, so it is never later than the check that let
-        the token out (core/epochs.py relies on it)."""
+        the token out (core/epochs.py relies on it). ``not_after``: the session's own expiry;
+        the token expires then at the latest (rounded down), so that no access token outlives
+        its session."""
         now = int(self._clock.now() if at is None else at)
         exp = now + self.ttl
+        if not_after is not None:
+            exp = min(exp, int(not_after))
         jti = b64url_encode(secrets.token_bytes(16))
         # RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti are required.
         claims = {
@@ -84,4 +101,6 @@ class AccessTokenIssuer:
         }
         if scope:  # no empty claim: a user without scopes gets no "scope" (RFC 9068 §2.2.3)
             claims["scope"] = scope
-        return IssuedAccessToken(token=self._current_signer().sign(claims), expires_at=exp, jti=jti)
+        return IssuedAccessToken(
+            token=self._current_signer().sign(claims), expires_at=exp, jti=jti, issued_at=now
+        )

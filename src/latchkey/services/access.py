@@ -65,18 +65,21 @@ class AccessTokens:
         if scope is not None:
             wanted = set(scope.split())
             granted = " ".join(s for s in session.scope.split() if s in wanted)
+        # The session row knows the token's idle expiry (also for a grace replay, whose
+        # successor was fixed at the first refresh) and the absolute cap. The access token
+        # ends with the session at the latest: while its signature and the deny-list hold,
+        # its session is live (what /auth/me relies on, docs/sessions.md).
+        refresh_expires_at = session.expires_at()
         access = self.issuer.issue(
             subject=session.user_id,
             sid=session.sid,
             scope=granted,
             auth_time=int(session.created_at),
+            not_after=refresh_expires_at,
         )
-        # The session row knows the token's idle expiry (also for a grace replay, whose
-        # successor was fixed at the first refresh) and the absolute cap.
-        refresh_expires_at = session.expires_at()
         return TokenPair(
             access_token=access.token,
-            expires_in=self.issuer.ttl,
+            expires_in=access.lifetime,
             refresh_token=self._codec.encode(token),
             refresh_expires_in=max(0, int(refresh_expires_at - now)),
             scope=granted,

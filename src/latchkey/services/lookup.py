@@ -6,6 +6,8 @@ routes a bearer token calls and by token introspection alike.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from ..core.clock import Clock
 from ..core.errors import NotFound, RevokedToken
 from ..core.sessions import Session
@@ -19,6 +21,32 @@ async def user_named(users: UserStore, username: str) -> User:
     if user is None:
         raise NotFound(f"No user named {username!r}.")
     return user
+
+
+class UserNames:
+    """Users' names by id, read once per user and process (at most ``size`` kept, the least
+    recently used dropped first). A name never changes; a disabled or deleted user is not
+    answered here, and one seen earlier is refused before this by the deny-list, since
+    disabling or deleting ends every session of the user (docs/sessions.md)."""
+
+    def __init__(self, users: UserStore, size: int = 10_000) -> None:
+        self._users = users
+        self._size = size
+        self._names: OrderedDict[str, str] = OrderedDict()
+
+    async def name(self, user_id: str) -> str | None:
+        """The enabled user's name, or ``None``."""
+        name = self._names.get(user_id)
+        if name is not None:
+            self._names.move_to_end(user_id)
+            return name
+        user = await self._users.user_by_id(user_id)
+        if user is None or user.disabled_at is not None:
+            return None
+        self._names[user_id] = user.username
+        if len(self._names) > self._size:
+            self._names.popitem(last=False)
+        return user.username
 
 
 class Liveness:

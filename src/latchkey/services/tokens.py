@@ -18,6 +18,7 @@ from ..core.errors import (
     RefreshTokenExpired,
     RefreshTokenInvalid,
     RefreshTokenReused,
+    RevokedToken,
     SessionRevoked,
     TooManyRequests,
 )
@@ -37,7 +38,7 @@ from ..core.verifier import AccessClaims
 from ..store.protocol import SessionStore, UserStore
 from .access import AccessTokens, TokenPair
 from .context import ClientInfo, Context, ThrottleLimits
-from .lookup import Liveness
+from .lookup import UserNames
 from .revoker import Revoker
 
 log = logging.getLogger("latchkey.service")
@@ -58,7 +59,6 @@ class TokenService:
         policy: SessionPolicy,
         throttle: Throttle,
         limits: ThrottleLimits,
-        liveness: Liveness,
         revoker: Revoker,
         audit_refreshes: bool,
     ) -> None:
@@ -71,7 +71,7 @@ class TokenService:
         self.policy = policy
         self._throttle = throttle
         self._limits = limits
-        self._liveness = liveness
+        self._names = UserNames(users)
         self._revoker = revoker
         self.audit_refreshes = audit_refreshes  # one audit row per refresh (the log line always)
 
@@ -238,11 +238,19 @@ class TokenService:
         return self._access.verify(token)
 
     async def me(self, claims: AccessClaims) -> dict[str, Any]:
-        """The caller's identity; also confirms the session is still live."""
-        user = await self._liveness.bearer_user(claims)
+        """The caller's identity, with no database read once the user's name is known.
+
+        The session is live if the token is: it was verified against this process's
+        deny-list (revoked sessions, users whose sessions all ended), and no access token
+        outlives its session's idle or absolute expiry (:meth:`AccessTokens.pair`). A
+        revocation made by another process reaches this one through the revocation feed
+        (docs/sessions.md)."""
+        name = await self._names.name(claims["sub"])
+        if name is None:
+            raise RevokedToken()
         return {
-            "sub": user.id,
-            "username": user.username,
+            "sub": claims["sub"],
+            "username": name,
             "sid": claims["sid"],
             "scope": claims.get("scope", ""),
             "exp": claims["exp"],
