@@ -47,6 +47,7 @@ USERS = 20
 ME_CONNECTIONS = 50
 CHAINS = 20
 LOGINS_AT_ONCE = 20
+SOAK_DELAY_MS = 20  # per connection between requests in the soak (500 ms for logins)
 
 
 def write_lines(path: Path, lines: list[str]) -> dict[str, str]:
@@ -150,9 +151,16 @@ def measure_soak(
     """me, refresh chains and logins at once; (results, [(second, worker RSS KiB)])."""
     pairs = asyncio.run(service.sessions(USERS))
     url = service.urls[0]
+    # A steady load below capacity: each connection waits between its requests.
     me_env = write_lines(workdir / "soak-me.txt", [p["access_token"] for p in pairs])
+    me_env["WRK_DELAY_MS"] = str(SOAK_DELAY_MS)
     chains = [p["refresh_token"] for p in pairs[:10]]
-    refresh_env = {**write_lines(workdir / "soak-refresh.txt", chains), "WRK_REFRESH_MODE": "body"}
+    refresh_env = {
+        **write_lines(workdir / "soak-refresh.txt", chains),
+        "WRK_REFRESH_MODE": "body",
+        "WRK_DELAY_MS": str(SOAK_DELAY_MS),
+    }
+    login_env = {**users_env(service, workdir / "users.txt"), "WRK_DELAY_MS": "500"}
     runs = {
         "me": wrk.Run(
             url + service.me_path, "me", connections=20, threads=1, seconds=seconds, env=me_env
@@ -171,7 +179,7 @@ def measure_soak(
             connections=2,
             threads=1,
             seconds=seconds,
-            env=users_env(service, workdir / "users.txt"),
+            env=login_env,
         ),
     }
     samples: list[tuple[float, int]] = []

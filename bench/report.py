@@ -178,7 +178,9 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
         "",
         "Written by `bench/compare.py` (how it works: [bench/README.md](../bench/README.md)); "
         "every figure below comes from one run of it, on one machine, with the peers measured "
-        "in the same run. Only ratios within one run count: the machine is shared.",
+        "in the same run. Only ratios within one run count: the machine is shared. Each "
+        "service runs two server processes; all sign with RS256 (2048-bit keys). What the "
+        "service does to be fast, and what it keeps: [performance.md](performance.md).",
         "",
         "## Machine and run",
         "",
@@ -256,7 +258,8 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
         ),
         "",
         f"### Mixed soak, {context.soak_seconds:g} s: `/auth/me` (20 connections), 10 refresh "
-        "chains and logins (2 connections) at once",
+        "chains and logins (2 connections) at once, each connection waiting 20 ms before each "
+        "request (500 ms for logins)",
         "",
         *_table({f"soak: {name}": r for name, r in results["soak"].items()}),
         "",

@@ -12,6 +12,14 @@ function init(args)
   next_index = offset or 0
 end
 
+-- WRK_DELAY_MS: each connection waits that long before each request (a steady load).
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if delay_ms then
+  function delay()
+    return delay_ms
+  end
+end
+
 -- One JSON line with what was measured.
 function done(summary, latency, requests)
   local e = summary.errors
