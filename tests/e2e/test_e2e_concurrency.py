@@ -14,6 +14,7 @@ pytestmark = pytest.mark.e2e
 CONCURRENCY = 20
 GRACE = 1  # LATCHKEY_REFRESH_GRACE of the two-process pair, in seconds
 PAST_GRACE = GRACE + 0.5
+FEED_DEADLINE = 10.0  # LATCHKEY_REVOCATION_POLL_INTERVAL is 1 s; room for a loaded machine
 
 
 async def wait_until(deadline: float) -> None:
@@ -110,8 +111,15 @@ async def test_two_processes_share_one_chain(processes, login) -> None:
         replay = await b.post("/auth/refresh", json={"refresh_token": original})
         assert replay.status_code == 401
         assert replay.json()["error"] == "invalid_grant"
-        for client in (a, b):
+        revoked_by = time.monotonic()
+        # The process that revoked refuses the session's access tokens at once.
+        assert (await b.get("/auth/me", headers=newest)).status_code == 401
+        for client in (a, b):  # every refresh reads the session row: refused everywhere
             dead = await client.post("/auth/refresh", json={"refresh_token": successor})
             assert dead.status_code == 401
             assert dead.json()["error"] == "invalid_grant"
-            assert (await client.get("/auth/me", headers=newest)).status_code == 401
+        # The other learns it from the revocation feed, within its poll interval (1 s).
+        while (status := (await a.get("/auth/me", headers=newest)).status_code) == 200:
+            assert time.monotonic() < revoked_by + FEED_DEADLINE, "no revocation from the feed"
+            await asyncio.sleep(0.05)
+        assert status == 401
