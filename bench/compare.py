@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         print(text)
     else:
-        (ROOT / "docs" / "benchmarks.md").write_text(text)
+        report.write(ROOT / "docs" / "benchmarks.md", text)
         report.chart(results, ROOT / "docs" / "benchmarks.png")
         print("wrote docs/benchmarks.md and docs/benchmarks.png", file=sys.stderr)
     return 0

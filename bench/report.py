@@ -18,6 +18,9 @@ LATCHKEY = "latchkey (SQLite)"
 POSTGRES = "latchkey (PostgreSQL, 2 instances)"
 FLASK = "flask-jwt-extended"
 BARE = "bare Starlette + PyJWT"
+# docs/benchmarks.md is kept up to this line (the verification figures of bench/verify.py);
+# what follows it is written anew by each run.
+MARKER = "<!-- Written by bench/compare.py from here on; edits below are overwritten. -->"
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
 
 def markdown(context: Context, results: dict[str, Any]) -> str:
     lines = [
-        "# Benchmarks",
+        MARKER,
+        "",
+        "## 2. latchkey beside its peers (`bench/compare.py`)",
         "",
         "Written by `bench/compare.py` (how it works: [bench/README.md](../bench/README.md)); "
         "every figure below comes from one run of it, on one machine, with the peers measured "
@@ -182,7 +187,7 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
         "service runs two server processes; all sign with RS256 (2048-bit keys). What the "
         "service does to be fast, and what it keeps: [performance.md](performance.md).",
         "",
-        "## Machine and run",
+        "### Machine and run",
         "",
         "| | |",
         "|---|---|",
@@ -214,7 +219,7 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
         )
         + " |",
         "",
-        "## Targets",
+        "### Targets",
         "",
         "| what | target | measured | |",
         "|---|---|---|---|",
@@ -225,7 +230,7 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
         "",
         "![Requests per second of each server, /me and refresh](benchmarks.png)",
         "",
-        f"## `GET /me`, {50} connections, {context.seconds:g} s each",
+        f"### `GET /me`, {50} connections, {context.seconds:g} s each",
         "",
         "latchkey verifies the token, confirms the session is live and returns the user; "
         "flask-jwt-extended verifies the token, looks its `jti` up in the blocklist and loads "
@@ -233,7 +238,7 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
         "",
         *_table(results["me"]),
         "",
-        f"## `POST /refresh`, 20 chains, {context.seconds:g} s each",
+        f"### `POST /refresh`, 20 chains, {context.seconds:g} s each",
         "",
         "Each chain sends its newest refresh token and waits for the next (one wrk thread and "
         "connection per chain). latchkey rotates the session's token (one conditional UPDATE); "
@@ -242,7 +247,7 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
         "",
         *_table(results["refresh"]),
         "",
-        "## latchkey alone",
+        "### latchkey alone",
         "",
         f"One Argon2id verify at the default parameters (t=3, 64 MiB, p=4) costs "
         f"{results['kdf_cpu'] * 1000:.0f} ms of CPU here, so {os.cpu_count()} cores allow "
@@ -257,7 +262,7 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
             }
         ),
         "",
-        f"### Mixed soak, {context.soak_seconds:g} s: `/auth/me` (20 connections), 10 refresh "
+        f"#### Mixed soak, {context.soak_seconds:g} s: `/auth/me` (20 connections), 10 refresh "
         "chains and logins (2 connections) at once, each connection waiting 20 ms before each "
         "request (500 ms for logins)",
         "",
@@ -269,6 +274,13 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def write(path: Path, text: str) -> None:
+    """Replace what follows :data:`MARKER` in ``path`` (or append, the first time)."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    kept = old.split(MARKER, 1)[0].rstrip("\n")
+    path.write_text(f"{kept}\n\n{text}")
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
