@@ -283,12 +283,16 @@ def _fan_out(settings: Settings, clock: Clock) -> tuple[Revocations, Throttle]:
     """Revocations and login throttling: through Redis when configured, else in process."""
     if settings.redis_url is None:
         return LocalRevocations(clock), LocalThrottle(clock, settings.throttle_window)
+    from .adapters.redis_circuit import circuit_for
     from .adapters.redis_revocations import RedisRevocations
     from .adapters.redis_throttle import RedisThrottle
 
+    url, timeout, window = settings.redis_url, settings.redis_timeout, settings.throttle_window
+    # One circuit for both: the first call that meets a hung Redis spares every other one.
+    circuit = circuit_for(url, timeout=timeout, wait=settings.redis_wait)
     return (
-        RedisRevocations(settings.redis_url, clock),
-        RedisThrottle(settings.redis_url, clock, settings.throttle_window),
+        RedisRevocations(url, clock, socket_timeout=timeout, circuit=circuit),
+        RedisThrottle(url, clock, window, socket_timeout=timeout, circuit=circuit),
     )
 
 

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_timeout: float = Field(default=1.5, gt=0, le=60)
     redis_url: str | None = None
+    # Past redis_timeout a call counts as failed: the instance works in process (its own
+    # throttle counts, revocations announced later) until Redis answers a probe again. A
+    # request waits for Redis at most redis_wait (docs/deployment.md "Redis faults").
+    redis_timeout: float = Field(default=0.5, gt=0, le=30)
+    redis_wait: float = Field(default=0.05, gt=0, le=30)
     throttle_account_failures: int = Field(default=10, ge=1, le=10_000)
     throttle_address_failures: int = Field(default=100, ge=1, le=100_000)
     throttle_registrations: int = Field(default=20, ge=1, le=100_000)

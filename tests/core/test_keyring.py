@@ -108,3 +108,33 @@ def test_ring_without_active_key_refuses_to_sign(rsa_key: SigningKey) -> None:
     assert ring.get(rsa_key.kid) is not None
     with pytest.raises(ConfigurationError):
         _ = ring.signing
+
+
+def test_prepared_keys_are_not_opened_again_by_load(
+    rsa_key: SigningKey, other_rsa_key: SigningKey
+) -> None:
+    """prepare() opens (unseals, parses) the published keys and changes nothing; load() with
+    its result opens none itself: the service runs prepare() off its event loop."""
+
+    class CountingSealer(Sealer):
+        opened = 0
+
+        def open(self, box: bytes, context: bytes) -> bytes:
+            CountingSealer.opened += 1
+            return super().open(box, context)
+
+    sealer = CountingSealer(b"s" * 32)
+    ring = KeyRing(sealer, times=TIMES)
+    stored = [
+        StoredKey.seal(rsa_key, sealer, now=T0, activates_at=T0),
+        StoredKey.seal(other_rsa_key, sealer, now=T0 + 1, activates_at=T0 + 600),
+    ]
+    opened = ring.prepare(stored, T0)
+    assert set(opened) == {rsa_key.kid, other_rsa_key.kid}
+    assert CountingSealer.opened == 2
+    assert ring.get(rsa_key.kid) is None  # prepare() loaded nothing
+    ring.load(stored, T0, opened)
+    assert CountingSealer.opened == 2
+    assert ring.signing.kid == rsa_key.kid
+    assert ring.prepare(stored, T0).keys() == opened.keys()
+    assert CountingSealer.opened == 2  # the ring's open keys are reused

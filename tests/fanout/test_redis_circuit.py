@@ -1,10 +1,11 @@
 """The Redis circuit breaker against a real redis-server that a test hangs (SIGSTOP), kills
-and brings back: one timeout per outage, then in-process until a background probe answers."""
+and brings back: a request waits at most ``wait``, the one ``timeout`` per outage is paid in
+the background, and a background probe closes the circuit when Redis answers again."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -12,29 +13,39 @@ from redis_helpers import ThrowawayRedis, eventually
 
 from latchkey.adapters.redis_circuit import Circuit, CircuitOpen
 
-TIMEOUT = 0.2
+WAIT = 0.05
 PROBE_EVERY = 0.05
 
 
 @pytest.fixture
 async def client(throwaway_redis: ThrowawayRedis) -> AsyncIterator[Redis]:
-    redis = Redis.from_url(
-        throwaway_redis.url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
-    )
+    redis = Redis.from_url(throwaway_redis.url, socket_timeout=5, socket_connect_timeout=5)
     yield redis
     await redis.aclose()
 
 
 @pytest.fixture
-async def circuit(client: Redis) -> AsyncIterator[Circuit]:
-    breaker = Circuit(
-        "redis://127.0.0.1/0", client.ping, timeout=TIMEOUT, probe_interval=PROBE_EVERY
-    )
-    yield breaker
-    await breaker.close()
+async def make_circuit(client: Redis) -> AsyncIterator[Callable[[float], Circuit]]:
+    made: list[Circuit] = []
+
+    def make(timeout: float) -> Circuit:
+        made.append(
+            Circuit(
+                "redis://127.0.0.1/0",
+                client.ping,
+                timeout=timeout,
+                wait=WAIT,
+                probe_interval=PROBE_EVERY,
+            )
+        )
+        return made[-1]
+
+    yield make
+    for circuit in made:
+        await circuit.close()
 
 
-def counting(client: Redis) -> tuple[Callable[[], object], list[int]]:
+def counting(client: Redis) -> tuple[Callable[[], Awaitable[object]], list[int]]:
     """A Redis call that counts how often it was really attempted."""
     attempts: list[int] = []
 
@@ -45,26 +56,29 @@ def counting(client: Redis) -> tuple[Callable[[], object], list[int]]:
     return work, attempts
 
 
-async def test_closed_calls_go_to_redis(circuit: Circuit, client: Redis) -> None:
+async def test_closed_calls_go_to_redis(make_circuit, client: Redis) -> None:
     """While Redis answers, every call reaches it and returns its answer."""
+    circuit = make_circuit(0.5)
     work, attempts = counting(client)
     assert [await circuit.call(work) for _ in range(3)] == [b"call 1", b"call 2", b"call 3"]
     assert len(attempts) == 3
-    assert not circuit.is_open
+    assert not circuit.skipping
 
 
-async def test_a_hung_redis_costs_one_timeout_per_outage(
-    circuit: Circuit, client: Redis, throwaway_redis: ThrowawayRedis, caplog
+async def test_a_hung_redis_costs_requests_one_short_wait(
+    make_circuit, client: Redis, throwaway_redis: ThrowawayRedis, caplog
 ) -> None:
-    """Redis hangs: the first call waits out its timeout and opens the circuit; the next 100
-    calls never reach Redis; once Redis answers again, the probe closes the circuit, the
-    on_close callbacks run once, and calls reach Redis again. One WARNING, one INFO."""
+    """Redis hangs: the call that meets it gives up after ``wait`` (Redis still hung) and
+    goes on in the background; the next 100 calls never reach Redis; the background call's
+    timeout opens the circuit; once Redis answers the probe closes it and the on_close
+    callbacks run once. One WARNING, one INFO."""
+    circuit = make_circuit(0.3)
     work, attempts = counting(client)
     await circuit.call(work)
-    reopened: list[bool] = []
+    closed_again: list[bool] = []
 
     async def on_close() -> None:
-        reopened.append(circuit.is_open)
+        closed_again.append(circuit.is_open)
 
     circuit.on_close(on_close)
     throwaway_redis.pause()
@@ -72,16 +86,17 @@ async def test_a_hung_redis_costs_one_timeout_per_outage(
         with caplog.at_level(logging.INFO, logger="latchkey.redis"):
             with pytest.raises(CircuitOpen):
                 await circuit.call(work)
-            assert circuit.is_open
+            assert circuit.skipping
             for _ in range(100):
                 with pytest.raises(CircuitOpen):
                     await circuit.call(work)
-            assert len(attempts) == 2  # only the call that met the hang waited for it
+            assert len(attempts) == 2  # only the call that met the hang was sent
+            assert await eventually(lambda: circuit.is_open, within=10)
     finally:
         throwaway_redis.resume()
     with caplog.at_level(logging.INFO, logger="latchkey.redis"):
-        assert await eventually(lambda: not circuit.is_open, within=10)
-    assert reopened == [False]
+        assert await eventually(lambda: not circuit.skipping, within=10)
+    assert closed_again == [False]
     assert await circuit.call(work) == b"call 3"
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "latchkey.redis"]
     assert [level for level, _ in lines] == [logging.WARNING, logging.INFO]
@@ -89,17 +104,38 @@ async def test_a_hung_redis_costs_one_timeout_per_outage(
     assert circuit.trips == 1
 
 
-async def test_a_killed_redis_opens_and_a_restarted_one_closes(
-    circuit: Circuit, client: Redis, throwaway_redis: ThrowawayRedis
+async def test_a_slow_answer_does_not_open_the_circuit(
+    make_circuit, client: Redis, throwaway_redis: ThrowawayRedis
 ) -> None:
-    """Connections refused open the circuit at once; a restarted Redis (empty) closes it."""
+    """A call slower than ``wait`` but within ``timeout`` leaves the request to its fallback,
+    and the circuit closed: Redis was slow, not down."""
+    circuit = make_circuit(30)
+    work, _ = counting(client)
+    throwaway_redis.pause()
+    try:
+        with pytest.raises(CircuitOpen):
+            await circuit.call(work)
+        assert circuit.skipping and not circuit.is_open
+    finally:
+        throwaway_redis.resume()
+    assert await eventually(lambda: not circuit.skipping, within=10)
+    assert circuit.trips == 0
+    assert await circuit.call(work) == b"call 2"
+
+
+async def test_a_killed_redis_opens_and_a_restarted_one_closes(
+    make_circuit, client: Redis, throwaway_redis: ThrowawayRedis
+) -> None:
+    """Connections refused open the circuit at once; a restarted Redis closes it."""
+    circuit = make_circuit(0.5)
     work, attempts = counting(client)
     throwaway_redis.stop()
     with pytest.raises(CircuitOpen):
         await circuit.call(work)
+    assert await eventually(lambda: circuit.is_open, within=10)
     with pytest.raises(CircuitOpen):
         await circuit.call(work)
     assert len(attempts) == 1
     throwaway_redis.start()
-    assert await eventually(lambda: not circuit.is_open, within=10)
+    assert await eventually(lambda: not circuit.skipping, within=10)
     assert await circuit.call(work) == b"call 2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -284,3 +285,22 @@ async def test_a_newer_rotation_supersedes_a_pending_key(
     await services.keys.load()
     assert services.keys.ring.signing.kid == newest
     assert status_of(services, pending).state is KeyState.RETIRING
+
+
+async def test_reloading_opens_keys_off_the_event_loop(
+    services: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The periodic reload unseals and parses keys in the hashing pool, never on the thread
+    that runs the event loop (which keeps answering requests meanwhile)."""
+    ring = services.keys.ring
+    threads: list[str] = []
+    prepare = ring.prepare
+
+    def recording(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return prepare(*args)
+
+    monkeypatch.setattr(ring, "prepare", recording)
+    await services.keys.load()
+    assert threads and all(name.startswith("latchkey-hash") for name in threads)
+    assert threading.current_thread().name not in threads

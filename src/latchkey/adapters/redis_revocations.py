@@ -12,11 +12,14 @@ what it missed), then adds every message to the local list.
 
 Failure policy (deliberate): Redis is never on the critical path.
 
-- ``publish`` with Redis unreachable DEGRADES: the local list is updated first, a warning is
-  logged, nothing is raised, and the revocation is kept in a pending list that is stored and
-  announced as soon as the subscriber is connected again (entries whose tokens have expired
-  in the meantime are dropped). The database stays the truth for refresh tokens; until
-  then, other instances accept that session's access tokens (at most their lifetime).
+- ``publish`` with Redis unreachable, hung or slower than the circuit's ``wait`` DEGRADES:
+  the local list is updated first, nothing is raised, and the revocation is kept in a pending
+  list that is stored and announced as soon as the subscriber is connected again (entries
+  whose tokens have expired in the meantime are dropped). It goes through a
+  :class:`~latchkey.adapters.redis_circuit.Circuit` (shared with the throttle by the
+  service): a hung Redis costs a logout at most ``wait`` once, and one WARNING per outage.
+  The database stays the truth for refresh tokens; until then, other instances accept that
+  session's access tokens (at most their lifetime).
 - The subscriber reconnects by itself (backoff 0.1 s doubling to 2 s) and rescans; it PINGs
   a silent subscription so a half-open connection is noticed within seconds.
 - :meth:`RedisRevocations.ping` is the one call that fails loudly, for readiness checks.
@@ -34,6 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..core.clock import Clock
 from ..core.errors import ServiceUnavailable
+from .redis_circuit import Circuit, CircuitOpen, circuit_for
 from .redis_common import (
     FAILURES,
     Warnings,
@@ -78,6 +82,7 @@ class RedisRevocations:
         *,
         channel: str = "latchkey:revoked",
         socket_timeout: float = 0.5,
+        circuit: Circuit | None = None,
     ) -> None:
         self._clock = clock
         self._local = LocalDenyList(clock)
@@ -90,6 +95,7 @@ class RedisRevocations:
         self._sub_redis = connect(url, socket_timeout, retries=0)
         self._where = redact_url(url)
         self._warnings = Warnings()
+        self._circuit = circuit or circuit_for(url, timeout=socket_timeout)
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
         self._failing = False
@@ -114,16 +120,12 @@ class RedisRevocations:
 
     async def _publish(self, name: str, until: float) -> None:
         try:
-            await self._announce(name, until)
-        except FAILURES as exc:
+            await self._circuit.call(lambda: self._announce(name, until))
+        except CircuitOpen:
+            # Applied here already; the others learn it once Redis answers (the circuit's
+            # WARNING says Redis is out).
             self._pending[name] = max(until, self._pending.get(name, until))
-            self._warnings.warn(
-                "publish",
-                "Redis at %s unreachable (%s): revocation applied on this instance now, "
-                "announced to the others once Redis is back",
-                self._where,
-                describe(exc),
-            )
+            logger.debug("a revocation waits for Redis at %s", self._where)
 
     @property
     def pending(self) -> int:
@@ -164,15 +166,20 @@ class RedisRevocations:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._circuit.close()  # idempotent: a shared circuit may be closed twice
         await self._sub_redis.aclose()
         await self._redis.aclose()
 
     async def ping(self) -> None:
-        """For readiness: raise :class:`ServiceUnavailable` unless Redis answers in time."""
+        """For readiness: raise :class:`ServiceUnavailable` at once while the circuit is
+        open, else unless Redis answers within the timeout (a failure opens the circuit)."""
+        if self._circuit.is_open:
+            raise ServiceUnavailable()
         try:
             async with asyncio.timeout(self._timeout):
                 await self._redis.ping()
         except FAILURES as exc:
+            self._circuit.trip(exc)
             raise ServiceUnavailable() from exc
 
     # --- the subscriber ----------------------------------------------------------------------

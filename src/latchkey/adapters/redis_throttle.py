@@ -7,19 +7,23 @@ applies exactly the policy of :class:`~latchkey.adapters.throttle.LocalThrottle`
 free, each further one doubles the delay after the last failure up to ``max_delay``, ``limit``
 failures wait for the window; nothing lasts longer than the window (OWASP ASVS v5 6.3.1).
 
-With Redis unreachable the throttle DEGRADES to an in-process :class:`LocalThrottle` with the
-same window, free failures and delays (single-node counts) and never raises; counts recorded
-there are not merged back.
+With Redis unreachable, hung or slower than the circuit's ``wait``, the throttle DEGRADES to an
+in-process :class:`LocalThrottle` with the same window, free failures and delays (single-node
+counts) and never raises; counts recorded there are not merged back. Every call goes through
+a :class:`~latchkey.adapters.redis_circuit.Circuit`, so a hung Redis costs a login at most
+``wait`` once, not a timeout per call.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import secrets
+from typing import Any
 
 from ..core.clock import Clock
 from ..core.throttle import FREE_FAILURES, MAX_DELAY, wait_seconds
-from .redis_common import FAILURES, Warnings, connect, describe, redact_url
+from .redis_circuit import Circuit, CircuitOpen, circuit_for
+from .redis_common import connect
 from .throttle import LocalThrottle
 
 
@@ -40,31 +44,32 @@ class RedisThrottle:
         max_delay: int = MAX_DELAY,
         prefix: str = "latchkey:throttle:",
         socket_timeout: float = 0.5,
+        circuit: Circuit | None = None,
     ) -> None:
         self._clock = clock
         self._window = window
         self._free = free
         self._max_delay = max_delay
         self._prefix = prefix
-        self._timeout = socket_timeout
         self._redis = connect(url, socket_timeout, retries=1)
+        self._circuit = circuit or circuit_for(url, timeout=socket_timeout)
         self._fallback = LocalThrottle(clock, window, free=free, max_delay=max_delay)
-        self._where = redact_url(url)
-        self._warnings = Warnings()
 
     async def retry_after(self, key: str, limit: int, *, free: int | None = None) -> int:
         now = self._clock.now()
         name = self._prefix + key
+
+        async def counts() -> list[Any]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(name, "-inf", now - self._window)
+                pipe.zcard(name)
+                pipe.zrange(name, -1, -1, withscores=True)
+                pipe.zrange(name, -limit, -limit, withscores=True)
+                return list(await pipe.execute())
+
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.zremrangebyscore(name, "-inf", now - self._window)
-                    pipe.zcard(name)
-                    pipe.zrange(name, -1, -1, withscores=True)
-                    pipe.zrange(name, -limit, -limit, withscores=True)
-                    _, count, newest, nth_newest = await pipe.execute()
-        except FAILURES as exc:
-            self._degraded(exc)
+            _, count, newest, nth_newest = await self._circuit.call(counts)
+        except CircuitOpen:
             return await self._fallback.retry_after(key, limit, free=free)
         count = int(count)
         return wait_seconds(
@@ -82,32 +87,24 @@ class RedisThrottle:
         now = self._clock.now()
         name = self._prefix + key
         member = f"{now!r}:{secrets.token_hex(6)}"  # unique even when the clock stands still
+
+        async def record() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(name, {member: now})
+                pipe.zremrangebyscore(name, "-inf", now - self._window)
+                pipe.expire(name, self._window)
+                await pipe.execute()
+
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.zadd(name, {member: now})
-                    pipe.zremrangebyscore(name, "-inf", now - self._window)
-                    pipe.expire(name, self._window)
-                    await pipe.execute()
-        except FAILURES as exc:
-            self._degraded(exc)
+            await self._circuit.call(record)
+        except CircuitOpen:
             await self._fallback.failed(key)
 
     async def reset(self, key: str) -> None:
         await self._fallback.reset(key)
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._redis.delete(self._prefix + key)
-        except FAILURES as exc:
-            self._degraded(exc)
+        with contextlib.suppress(CircuitOpen):
+            await self._circuit.call(lambda: self._redis.delete(self._prefix + key))
 
     async def close(self) -> None:
+        await self._circuit.close()  # idempotent: a shared circuit may be closed twice
         await self._redis.aclose()
-
-    def _degraded(self, exc: BaseException) -> None:
-        self._warnings.warn(
-            "throttle",
-            "Redis at %s unreachable (%s): login throttling counts on this instance only",
-            self._where,
-            describe(exc),
-        )

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .clock import Clock
@@ -229,9 +229,25 @@ class KeyRing:
                 raise ConfigurationError(f"stored key {stored.kid} does not match its kid/alg")
         return key
 
-    def load(self, stored: Iterable[StoredKey], now: float) -> None:
-        """Replace the ring's content with ``stored`` as of ``now``."""
+    def prepare(self, stored: Iterable[StoredKey], now: float) -> dict[str, SigningKey]:
+        """The keys :meth:`load` will need open (the published ones), unsealed and parsed:
+        CPU-bound work the service runs off its event loop, then passes to :meth:`load`.
+        Reads the ring, changes nothing: safe in another thread."""
+        return {
+            s.key.kid: self._open(s.key) for s in schedule(stored, now, self.times) if s.published
+        }
+
+    def load(
+        self,
+        stored: Iterable[StoredKey],
+        now: float,
+        opened: Mapping[str, SigningKey] | None = None,
+    ) -> None:
+        """Replace the ring's content with ``stored`` as of ``now``; keys in ``opened``
+        (from :meth:`prepare`) are not opened again."""
         self._all = list(stored)
+        if opened:
+            self._opened = {**self._opened, **opened}
         self._evaluate(now)
 
     def _evaluate(self, now: float) -> None:

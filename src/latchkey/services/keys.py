@@ -67,13 +67,17 @@ class KeyService:
                 )
                 stored = await self._store.list_signing_keys()
             elif not any(key.retired_at is None for key in stored):
-                first = SigningKey.generate(self.rotation.algorithm)
+                first = await self._context.hashing.run(
+                    SigningKey.generate, self.rotation.algorithm
+                )
                 await self._store.add_signing_key(
                     StoredKey.seal(first, self._sealer, now=now, activates_at=now),
                     only_if_none=True,
                 )
                 stored = await self._store.list_signing_keys()
-        self.ring.load(stored, now)
+        # Unsealing and parsing new keys is CPU work: off the event loop (docs/design.md §3).
+        opened = await self._context.hashing.run(self.ring.prepare, stored, now)
+        self.ring.load(stored, now, opened)
         await self._delete_dropped(now)
 
     async def _delete_dropped(self, now: float) -> None:
