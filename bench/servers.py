@@ -187,14 +187,14 @@ def _latchkey_users(env: dict[str, str], workdir: Path, passwords: dict[str, str
         _run([*add, "--scope", "read write"], env, workdir, stdin=password + "\n")
 
 
-async def recreate_postgres(url: str, *, create: bool) -> None:
+async def recreate_postgres(url: str, *, create: bool, name: str = PG_DATABASE) -> None:
     import asyncpg  # type: ignore[import-untyped]
 
     connection = await asyncpg.connect(url.rsplit("/", 1)[0] + "/postgres")
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if create:
-            await connection.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+            await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
 
@@ -207,12 +207,13 @@ def latchkey(
     database_url: str = "",
     instances: int = 1,
     workers: int = 0,
+    settings: dict[str, str] | None = None,
 ) -> Service:
     """``latchkey serve``: one instance with two workers, or ``instances`` of one worker
-    (unless ``workers`` says otherwise)."""
+    (unless ``workers`` says otherwise); ``settings``: more LATCHKEY_* variables."""
     ports = [free_port() for _ in range(instances)]
     url = database_url or f"sqlite:///{workdir / 'latchkey.db'}"
-    env = _latchkey_env(workdir, url, ports[0])
+    env = {**_latchkey_env(workdir, url, ports[0]), **(settings or {})}
     _run([*venv_command("latchkey"), "migrate"], env, workdir)
     service = Service(
         name,

@@ -89,7 +89,8 @@ class Container:
     async def start(self) -> None:
         """The server's start: schema, keys, then the deny-list fan-out and its first feed."""
         await self.migrate()
-        await self.revocations.start()
+        # The source: what Redis must hold again if it lost its data (docs/deployment.md).
+        await self.revocations.start(self.sessions.live_revocations)
         await self.sessions.sync_revocations()
 
     def background(self) -> list[Coroutine[Any, Any, None]]:

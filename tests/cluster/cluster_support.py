@@ -349,6 +349,15 @@ class ThrowawayRedis:
         if self in LIVE:
             LIVE.remove(self)
 
+    def pause(self) -> None:
+        """Hang the server (SIGSTOP): the kernel accepts connections, nothing answers."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def subscribers(self, channel: str) -> int:
         """How many connections are subscribed to ``channel`` right now (PUBSUB NUMSUB)."""
         client = self.client()

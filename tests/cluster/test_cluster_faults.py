@@ -9,6 +9,8 @@ a margin for this 2-core machine), not performance claims.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import re
 import time
 from collections import Counter
@@ -29,6 +31,8 @@ from cluster_support import (
     refresh,
     wait_for_status,
 )
+
+from latchkey.guard.denylist import RedisDenyList
 
 pytestmark = pytest.mark.e2e
 
@@ -448,3 +452,95 @@ async def test_logout_while_redis_is_down_reaches_other_guards_once_it_is_back(
         # One probe of B's guard alone (see check_logout_reaches): 401 = B learnt it.
         probe = await b.post("/auth/logout", headers=bearer(pair))
         assert probe.status_code == 401, "B's guard still accepts the logged-out session"
+
+
+def sid_in(pair: dict[str, Any]) -> str:
+    """The ``sid`` claim of a pair's access token (read, not verified: the test's own)."""
+    payload = pair["access_token"].split(".")[1]
+    padded = payload + "=" * (-len(payload) % 4)
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
+    return str(claims["sid"])
+
+
+async def until_known(deny_list: RedisDenyList, sids: list[str]) -> float | None:
+    """Seconds until every sid is in ``deny_list``; None if not within RECOVERY_BOUND."""
+    started = time.monotonic()
+    while not all(sid in deny_list for sid in sids):
+        if time.monotonic() - started > RECOVERY_BOUND:
+            return None
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def test_redis_killed_restarted_empty_and_hung_loses_no_revocation(
+    throwaway_postgres: ThrowawayPostgres,
+    throwaway_redis: ThrowawayRedis,
+    make_cluster: MakeCluster,
+) -> None:
+    """Two instances under a stream of logins, refreshes and /auth/me; Redis is killed,
+    restarted empty, then hung for 5 s. No request fails; a logout made during the crash
+    reaches a consumer that was running (RedisDenyList, as an API uses it); a consumer started
+    after the empty restart knows the sessions revoked before and during the crash (the
+    instances store them again from the database)."""
+    cluster = make_cluster(throwaway_postgres.url, throwaway_redis.url)
+    cluster.migrate()
+    cluster.add_user("alice")
+    a_server, b_server = cluster.start(2)
+
+    def subscribed() -> bool:
+        return throwaway_redis.subscribers(REVOCATION_CHANNEL) == 2
+
+    await wait_subscribed(subscribed)
+    running = RedisDenyList(throwaway_redis.url)
+    late: RedisDenyList | None = None
+    async with a_server.async_client(timeout=10) as a, b_server.async_client(timeout=10) as b:
+        streams = [
+            Traffic(client, [await alogin(client, "alice") for _ in range(3)], cluster.password)
+            for client in (a, b)
+        ]
+        for stream in streams:
+            stream.start()
+        try:
+            before = await alogin(a, "alice")
+            assert (await a.post("/auth/logout", headers=bearer(before))).status_code == 204
+            assert await until_known(running, [sid_in(before)]) is not None
+
+            throwaway_redis.stop()  # killed: no persistence, its data is gone
+            during = await alogin(b, "alice")
+            assert (await b.post("/auth/logout", headers=bearer(during))).status_code == 204
+            throwaway_redis.start()  # the same port, empty
+            late = await asyncio.to_thread(RedisDenyList, throwaway_redis.url)
+            sids = [sid_in(before), sid_in(during)]
+            learnt = await until_known(late, sids)
+            assert learnt is not None, "a consumer started after the restart lacks revocations"
+            assert await until_known(running, sids) is not None
+
+            hung = time.monotonic()
+            throwaway_redis.pause()
+            try:
+                await asyncio.sleep(5.0)
+            finally:
+                throwaway_redis.resume()
+            resumed = time.monotonic()
+            await asyncio.sleep(1.0)  # a last second of traffic with Redis back
+        finally:
+            for stream in streams:
+                await stream.stop()
+        for client in (a, b):  # the instances are back on Redis: a logout reaches the other
+            assert (await readyz(client) or httpx.Response(200)).status_code == 200
+        await check_logout_reaches(a, b, "alice")
+    running.close()
+    if late is not None:
+        late.close()
+
+    calls = [call for stream in streams for call in stream.calls]
+    failed = [call for call in calls if call.status != 200]
+    assert not failed, f"{len(failed)} requests failed: {failed[:5]}"
+    during_hang = [call for call in calls if call.started >= hung and call.ended <= resumed]
+    assert any(call.kind == "login" for call in during_hang), "no login answered in the hang"
+    slowest = max(calls, key=lambda call: call.latency)
+    assert slowest.latency < ANSWER_BOUND, f"slowest answer took {slowest.latency:.2f} s"
+    print(
+        f"{len(calls)} requests, {len(during_hang)} during the hang; a late consumer knew "
+        f"every revocation {learnt:.2f} s after Redis restarted; slowest {slowest.latency:.3f} s"
+    )

@@ -4,6 +4,7 @@ the background, and a background probe closes the circuit when Redis answers aga
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -25,16 +26,18 @@ async def client(throwaway_redis: ThrowawayRedis) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def make_circuit(client: Redis) -> AsyncIterator[Callable[[float], Circuit]]:
+async def make_circuit(client: Redis) -> AsyncIterator[Callable[..., Circuit]]:
+    """``make_circuit(timeout, wait=timeout)``; a long ``wait`` where Redis is up, so that a
+    busy machine is not taken for a slow Redis."""
     made: list[Circuit] = []
 
-    def make(timeout: float) -> Circuit:
+    def make(timeout: float, wait: float | None = None) -> Circuit:
         made.append(
             Circuit(
                 "redis://127.0.0.1/0",
                 client.ping,
                 timeout=timeout,
-                wait=WAIT,
+                wait=wait,
                 probe_interval=PROBE_EVERY,
             )
         )
@@ -43,6 +46,17 @@ async def make_circuit(client: Redis) -> AsyncIterator[Callable[[float], Circuit
     yield make
     for circuit in made:
         await circuit.close()
+
+
+async def reaches_redis(circuit: Circuit, work: Callable[[], Awaitable[object]]) -> object:
+    """The answer of the first call that reaches Redis (a busy machine may make the first
+    ones slower than ``wait``: those go on in the background, and Redis answers them)."""
+    for _ in range(100):
+        try:
+            return await circuit.call(work)
+        except CircuitOpen:
+            await asyncio.sleep(0.05)
+    raise AssertionError("no call reached Redis")
 
 
 def counting(client: Redis) -> tuple[Callable[[], Awaitable[object]], list[int]]:
@@ -58,7 +72,7 @@ def counting(client: Redis) -> tuple[Callable[[], Awaitable[object]], list[int]]
 
 async def test_closed_calls_go_to_redis(make_circuit, client: Redis) -> None:
     """While Redis answers, every call reaches it and returns its answer."""
-    circuit = make_circuit(0.5)
+    circuit = make_circuit(5)
     work, attempts = counting(client)
     assert [await circuit.call(work) for _ in range(3)] == [b"call 1", b"call 2", b"call 3"]
     assert len(attempts) == 3
@@ -72,9 +86,8 @@ async def test_a_hung_redis_costs_requests_one_short_wait(
     goes on in the background; the next 100 calls never reach Redis; the background call's
     timeout opens the circuit; once Redis answers the probe closes it and the on_close
     callbacks run once. One WARNING, one INFO."""
-    circuit = make_circuit(0.3)
+    circuit = make_circuit(0.3, WAIT)
     work, attempts = counting(client)
-    await circuit.call(work)
     closed_again: list[bool] = []
 
     async def on_close() -> None:
@@ -90,14 +103,14 @@ async def test_a_hung_redis_costs_requests_one_short_wait(
             for _ in range(100):
                 with pytest.raises(CircuitOpen):
                     await circuit.call(work)
-            assert len(attempts) == 2  # only the call that met the hang was sent
+            assert len(attempts) == 1  # only the call that met the hang was sent
             assert await eventually(lambda: circuit.is_open, within=10)
     finally:
         throwaway_redis.resume()
     with caplog.at_level(logging.INFO, logger="latchkey.redis"):
         assert await eventually(lambda: not circuit.skipping, within=10)
     assert closed_again == [False]
-    assert await circuit.call(work) == b"call 3"
+    assert (await reaches_redis(circuit, work)).startswith(b"call ")  # type: ignore[attr-defined]
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "latchkey.redis"]
     assert [level for level, _ in lines] == [logging.WARNING, logging.INFO]
     assert "redis://127.0.0.1/0" in lines[0][1]
@@ -109,7 +122,7 @@ async def test_a_slow_answer_does_not_open_the_circuit(
 ) -> None:
     """A call slower than ``wait`` but within ``timeout`` leaves the request to its fallback,
     and the circuit closed: Redis was slow, not down."""
-    circuit = make_circuit(30)
+    circuit = make_circuit(30, WAIT)
     work, _ = counting(client)
     throwaway_redis.pause()
     try:
@@ -120,14 +133,14 @@ async def test_a_slow_answer_does_not_open_the_circuit(
         throwaway_redis.resume()
     assert await eventually(lambda: not circuit.skipping, within=10)
     assert circuit.trips == 0
-    assert await circuit.call(work) == b"call 2"
+    assert (await reaches_redis(circuit, work)).startswith(b"call ")  # type: ignore[attr-defined]
 
 
 async def test_a_killed_redis_opens_and_a_restarted_one_closes(
     make_circuit, client: Redis, throwaway_redis: ThrowawayRedis
 ) -> None:
     """Connections refused open the circuit at once; a restarted Redis closes it."""
-    circuit = make_circuit(0.5)
+    circuit = make_circuit(5)
     work, attempts = counting(client)
     throwaway_redis.stop()
     with pytest.raises(CircuitOpen):

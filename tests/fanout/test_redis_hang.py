@@ -17,7 +17,7 @@ from latchkey.core.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 
-TIMEOUT = 1.0
+TIMEOUT = 2.0
 LIMIT = 3
 LIFETIME = 900.0
 
@@ -26,7 +26,7 @@ class Pair:
     """One instance's throttle and revocations sharing one circuit, as bootstrap wires them."""
 
     def __init__(self, url: str, clock: ManualClock, namespace: str) -> None:
-        self.circuit: Circuit = circuit_for(url, timeout=TIMEOUT, wait=0.25)
+        self.circuit: Circuit = circuit_for(url, timeout=TIMEOUT, wait=0.5)
         self.throttle = RedisThrottle(
             url, clock, WINDOW, prefix=f"{namespace}:t:", socket_timeout=TIMEOUT,
             circuit=self.circuit,

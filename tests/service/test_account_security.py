@@ -621,6 +621,33 @@ async def test_sync_revocations_reads_one_access_lifetime_back(
         )  # never synced before: the same start
 
 
+async def test_live_revocations_are_those_of_the_last_access_lifetime(
+    services: Container,
+    alice: User,
+    clock: ManualClock,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What Redis gets again after it lost its data: every session revoked within one
+    access-token lifetime, with the instant its last token expires; read in pages of the
+    same indexed query (here pages of 2)."""
+    ttl = settings.access_ttl
+    pairs = [await login(services) for _ in range(5)]
+    assert await services.sessions.revoke_session(sid_of(pairs[0]))  # at T0: expired below
+    clock.advance(10)
+    revoked_at = clock.now()
+    for pair in pairs[1:4]:
+        assert await services.sessions.revoke_session(sid_of(pair))
+        clock.advance(1)
+    clock.advance(ttl - 12)  # pairs[0] ended ttl + 2 s ago; pairs[1] has 8 s left
+    monkeypatch.setattr("latchkey.services.sessions.LIVE_PAGE", 2)
+    live = await services.sessions.live_revocations()
+    assert dict(live.sessions) == {
+        sid_of(pair): revoked_at + n + ttl for n, pair in enumerate(pairs[1:4])
+    }
+    assert not live.users
+
+
 # --- background purge ------------------------------------------------------------------------
 
 

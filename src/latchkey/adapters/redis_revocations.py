@@ -22,6 +22,12 @@ Failure policy (deliberate): Redis is never on the critical path.
   session's access tokens (at most their lifetime).
 - The subscriber reconnects by itself (backoff 0.1 s doubling to 2 s) and rescans; it PINGs
   a silent subscription so a half-open connection is noticed within seconds.
+- Redis is a cache of the database, which knows every revocation. When a (re)connection of
+  the service finds that Redis has restarted since the live revocations were last stored in
+  it (Redis's ``run_id`` differs from the one recorded under ``<channel>.stored-in``), it
+  stores again every revocation whose access tokens may still be live, read from the
+  database, and announces each: a consumer started after an empty restart learns them too.
+  One instance does it at a time (``<channel>.storing``, a lock that expires).
 - :meth:`RedisRevocations.ping` is the one call that fails loudly, for readiness checks.
 """
 
@@ -36,7 +42,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ..core.clock import Clock
-from ..core.errors import ServiceUnavailable
+from ..core.errors import LatchkeyError, ServiceUnavailable
 from .redis_circuit import Circuit, CircuitOpen, circuit_for
 from .redis_common import (
     FAILURES,
@@ -48,13 +54,15 @@ from .redis_common import (
     logger,
     redact_url,
 )
-from .revocations import LocalDenyList
+from .redis_store_again import StoringElsewhere, store_again_if_lost
+from .revocations import LocalDenyList, Source
 
 _BACKOFF_FIRST = 0.1
 _BACKOFF_CAP = 2.0
 _WARN_EVERY = 30.0
 _POLL = 1.0  # how long one get_message waits; messages are handled as soon as they arrive
 _IDLE_PING = 5.0  # PING a subscription silent this long; no answer → reconnect
+_STORE_RETRY = 5.0  # seconds before storing them again is retried after a failure
 
 
 _USER = "user:"
@@ -100,6 +108,8 @@ class RedisRevocations:
         self._attempted = asyncio.Event()
         self._failing = False
         self._pending: dict[str, float] = {}  # name → until, not yet stored in Redis
+        self._source: Source | None = None
+        self._store_again_at: float | None = None  # loop time of the next attempt, if one failed
 
     @property
     def local(self) -> LocalDenyList:
@@ -150,10 +160,13 @@ class RedisRevocations:
             if self._pending.get(name) == until:
                 del self._pending[name]
 
-    async def start(self) -> None:
-        """Start following the channel; waits briefly for the first attempt, never fails."""
+    async def start(self, source: Source | None = None) -> None:
+        """Start following the channel; waits briefly for the first attempt, never fails.
+        With ``source`` (the service), the revocations still live are stored again from it
+        whenever a (re)connection finds that Redis lost them."""
         if self._task is not None:
             return
+        self._source = source
         self._attempted.clear()
         self._task = asyncio.create_task(self._follow(), name="latchkey-revocations")
         with contextlib.suppress(TimeoutError):
@@ -190,6 +203,7 @@ class RedisRevocations:
             pubsub = self._sub_redis.pubsub()
             try:
                 await self._catch_up(pubsub)
+                await self._try_to_store_again()
                 await self._flush_pending()
                 delay = _BACKOFF_FIRST
                 if self._failing:
@@ -235,6 +249,50 @@ class RedisRevocations:
             if cursor == 0:
                 return
 
+    async def _try_to_store_again(self) -> None:
+        """:meth:`_store_again_if_lost`; if the database (or Redis) fails meanwhile, it is
+        tried again a few seconds later, without dropping the subscription."""
+        self._store_again_at = None
+        try:
+            await self._store_again_if_lost()
+        except StoringElsewhere:
+            self._store_again_at = asyncio.get_running_loop().time() + _STORE_RETRY
+        except (*FAILURES, LatchkeyError) as exc:
+            self._store_again_at = asyncio.get_running_loop().time() + _STORE_RETRY
+            self._warnings.warn(
+                "store",
+                "Redis at %s: could not store the live revocations again (%s); retrying",
+                self._where,
+                describe(exc),
+            )
+
+    async def _store_again_if_lost(self) -> None:
+        """See :func:`~latchkey.adapters.redis_store_again.store_again_if_lost`; what is
+        stored again goes into this instance's list as well."""
+        source = self._source
+        if source is None:
+            return
+
+        async def entries() -> list[tuple[str, float]]:
+            live = await source()
+            users = (
+                (user_entry_name(user, cutoff.not_before, cutoff.exempt_sid), until)
+                for user, cutoff, until in live.users
+            )
+            return [*live.sessions, *users]
+
+        stored = await store_again_if_lost(
+            self._redis, channel=self._channel, entries=entries, clock=self._clock
+        )
+        if stored is not None:
+            for name, until in stored:
+                self._add(name, repr(until))
+            logger.info(
+                "Redis at %s had restarted: %d revocations stored in it again from the database",
+                self._where,
+                len(stored),
+            )
+
     async def _listen(self, pubsub: PubSub) -> None:
         loop = asyncio.get_running_loop()
         heard = loop.time()
@@ -246,6 +304,8 @@ class RedisRevocations:
             if self._pending:
                 await self._flush_pending()
             now = loop.time()
+            if self._store_again_at is not None and now >= self._store_again_at:
+                await self._try_to_store_again()
             if message is not None:
                 heard, pinged = now, None
                 if message["type"] == "message":

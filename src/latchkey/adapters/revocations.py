@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import heapq
 import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..core.clock import Clock
@@ -92,6 +94,18 @@ class LocalDenyList:
                 del self._until[key]
 
 
+@dataclass(frozen=True, slots=True)
+class LiveRevocations:
+    """Every revocation whose access tokens may still be live, as the database knows them:
+    what a fan-out that lost its data (Redis restarted empty) must hold again."""
+
+    sessions: Sequence[tuple[str, float]]  # (sid, until)
+    users: Sequence[tuple[str, UserCutoff, float]] = ()  # (user id, cutoff, until)
+
+
+Source = Callable[[], Awaitable[LiveRevocations]]
+
+
 class Revocations(Protocol):
     """Where the service announces revocations; adapters fan them out to instances."""
 
@@ -106,7 +120,10 @@ class Revocations(Protocol):
         """Announce a per-user cutoff (every session of the user ended at ``not_before``)."""
         ...
 
-    async def start(self) -> None: ...
+    async def start(self, source: Source | None = None) -> None:
+        """Begin following the other instances; ``source`` reads the revocations still live
+        from the database, for a fan-out to store again when it finds its data lost."""
+        ...
 
     async def ping(self) -> None:
         """Raise :class:`~latchkey.core.errors.ServiceUnavailable` if the fan-out is down."""
@@ -133,7 +150,7 @@ class LocalRevocations:
     ) -> None:
         self._local.add_user(user_id, not_before, until, exempt_sid=exempt_sid)
 
-    async def start(self) -> None:
+    async def start(self, source: Source | None = None) -> None:
         pass
 
     async def ping(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..adapters.revocations import Revocations
+from ..adapters.revocations import LiveRevocations, Revocations
 from ..core.clock import Clock
 from ..core.errors import NotFound
 from ..core.refresh import SID_BYTES
@@ -18,6 +18,7 @@ from .lookup import Liveness, user_named
 from .revoker import Revoker
 
 FEED_OVERLAP = 5.0  # seconds the revocation feed reads back past the newest entry seen
+LIVE_PAGE = 10_000  # rows per read of the revocations still live
 PURGE_BATCH = 500  # rows deleted per purge transaction
 
 
@@ -159,6 +160,25 @@ class SessionService:
             cursor = max(cursor, revoked_at)
         self._revocations_seen = cursor
         return added
+
+    async def live_revocations(self) -> LiveRevocations:
+        """Every session revoked within the last access-token lifetime (its tokens may still
+        be out there), read from the store through its index on the revocation time: what
+        the Redis fan-out stores again when Redis has lost its data (docs/deployment.md)."""
+        now = self._clock.now()
+        ttl = self._access_ttl
+        live: dict[str, float] = {}
+        cursor = now - ttl
+        while True:  # pages of the one indexed range query, oldest first
+            page = await self._sessions.revoked_since(cursor, limit=LIVE_PAGE)
+            for sid, revoked_at in page:
+                if revoked_at + ttl > now:
+                    live[sid] = revoked_at + ttl
+            # A full page moves the cursor on (the next page starts at its last instant);
+            # one that cannot (a page of one instant) ends the reading.
+            if len(page) < LIVE_PAGE or page[-1][1] <= cursor:
+                return LiveRevocations(sessions=list(live.items()))
+            cursor = page[-1][1]
 
     async def purge(self) -> int:
         """Delete one batch of dead sessions and old audit events (called in a loop by the
