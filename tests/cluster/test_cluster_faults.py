@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 from cluster_support import (
+    Cluster,
+    Instance,
     MakeCluster,
     ThrowawayPostgres,
     ThrowawayRedis,
@@ -353,15 +355,9 @@ async def test_redis_outage_degrades_without_errors_and_fanout_resumes(
     """With Redis gone, logins, refreshes and logouts on two instances keep working from the
     database (no 500, /readyz not ready), and once Redis is back a logout on A reaches B
     within 1 s again."""
-    cluster = make_cluster(throwaway_postgres.url, throwaway_redis.url)
-    cluster.migrate()
-    cluster.add_user("alice")
-    a_server, b_server = cluster.start(2)
-
-    def subscribed() -> bool:
-        return throwaway_redis.subscribers(REVOCATION_CHANNEL) == 2
-
-    await wait_subscribed(subscribed)
+    cluster, a_server, b_server = await two_subscribed(
+        make_cluster, throwaway_postgres, throwaway_redis
+    )
     recorder = Recorder()
     async with a_server.async_client(timeout=10) as a, b_server.async_client(timeout=10) as b:
         await check_logout_reaches(a, b, "alice")  # the fan-out works while Redis is up
@@ -409,12 +405,24 @@ async def test_redis_outage_degrades_without_errors_and_fanout_resumes(
         for client in (a, b):
             took = await wait_for_status(client, "/readyz", {}, 200, RECOVERY_BOUND)
             assert took is not None, "/readyz did not recover with Redis"
-        await wait_subscribed(subscribed)
+        await wait_subscribed(lambda: throwaway_redis.subscribers(REVOCATION_CHANNEL) == 2)
         await check_logout_reaches(a, b, "alice")
 
     assert not recorder.unexpected({200, 204, 401}), recorder.unexpected({200, 204, 401})
     slowest = recorder.slowest()
     assert slowest.latency < ANSWER_BOUND, f"slowest answer took {slowest.latency:.2f} s: {slowest}"
+
+
+async def two_subscribed(
+    make_cluster: MakeCluster, postgres: ThrowawayPostgres, redis: ThrowawayRedis
+) -> tuple[Cluster, Instance, Instance]:
+    """Two instances on ``postgres`` and ``redis``, user alice, both following the channel."""
+    cluster = make_cluster(postgres.url, redis.url)
+    cluster.migrate()
+    cluster.add_user("alice")
+    a_server, b_server = cluster.start(2)
+    await wait_subscribed(lambda: redis.subscribers(REVOCATION_CHANNEL) == 2)
+    return cluster, a_server, b_server
 
 
 async def wait_subscribed(condition: Callable[[], bool]) -> None:
@@ -433,21 +441,13 @@ async def test_logout_while_redis_is_down_reaches_other_guards_once_it_is_back(
     """A logout on A while Redis is down reaches B's in-memory guard once Redis is back, as
     docs/deployment.md promises ("other instances' in-memory guards learn it when Redis is
     back")."""
-    cluster = make_cluster(throwaway_postgres.url, throwaway_redis.url)
-    cluster.migrate()
-    cluster.add_user("alice")
-    a_server, b_server = cluster.start(2)
-
-    def subscribed() -> bool:
-        return throwaway_redis.subscribers(REVOCATION_CHANNEL) == 2
-
-    await wait_subscribed(subscribed)
+    _, a_server, b_server = await two_subscribed(make_cluster, throwaway_postgres, throwaway_redis)
     async with a_server.async_client(timeout=10) as a, b_server.async_client(timeout=10) as b:
         pair = await alogin(a, "alice")
         throwaway_redis.stop()
         assert (await a.post("/auth/logout", headers=bearer(pair))).status_code == 204
         throwaway_redis.start()
-        await wait_subscribed(subscribed)
+        await wait_subscribed(lambda: throwaway_redis.subscribers(REVOCATION_CHANNEL) == 2)
         await asyncio.sleep(1.0)  # one more second for any resynchronisation
         # One probe of B's guard alone (see check_logout_reaches): 401 = B learnt it.
         probe = await b.post("/auth/logout", headers=bearer(pair))
@@ -482,15 +482,9 @@ async def test_redis_killed_restarted_empty_and_hung_loses_no_revocation(
     reaches a consumer that was running (RedisDenyList, as an API uses it); a consumer started
     after the empty restart knows the sessions revoked before and during the crash (the
     instances store them again from the database)."""
-    cluster = make_cluster(throwaway_postgres.url, throwaway_redis.url)
-    cluster.migrate()
-    cluster.add_user("alice")
-    a_server, b_server = cluster.start(2)
-
-    def subscribed() -> bool:
-        return throwaway_redis.subscribers(REVOCATION_CHANNEL) == 2
-
-    await wait_subscribed(subscribed)
+    cluster, a_server, b_server = await two_subscribed(
+        make_cluster, throwaway_postgres, throwaway_redis
+    )
     running = RedisDenyList(throwaway_redis.url)
     late: RedisDenyList | None = None
     async with a_server.async_client(timeout=10) as a, b_server.async_client(timeout=10) as b:
