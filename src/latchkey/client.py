@@ -8,6 +8,11 @@ The same object works with ``httpx.Client`` (threads) and ``httpx.AsyncClient`` 
 Refreshes go to ``POST {base_url}/auth/refresh`` through the ``client`` given at construction,
 past its auth (so never through this one again: no recursion), or through a short-lived
 client of their own. See docs/client.md.
+
+Every decision (when to refresh, what a 401 means, which tokens to keep) is made once, in
+flows that do no I/O: generators that yield what they need done and get its result back, as
+``httpx.Auth.auth_flow`` does. Two thin drivers, one for threads and one for tasks, send the
+requests, read the answers and hold the refresh lock.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import anyio
 import httpx
@@ -212,13 +217,7 @@ class LatchkeyAuth(httpx.Auth):
         """Log in with ``POST {base_url}/auth/login`` through ``client``, which then also
         sends the refreshes. ``on_refresh`` is called with the first tokens too. Raises
         :class:`LoginFailed`."""
-        started = clock()
-        response = client.post(
-            _endpoint(base_url, "/auth/login"),
-            json={"username": username, "password": password},
-            auth=_NO_AUTH,
-        )
-        tokens = _login_tokens(response, started)
+        tokens = _run(_login_flow(base_url, username, password, clock), _poster(client))
         auth = cls._from_tokens(base_url, tokens, on_refresh, leeway, clock, client)
         auth._notify(tokens)
         return auth
@@ -236,13 +235,8 @@ class LatchkeyAuth(httpx.Auth):
         clock: Callable[[], float] = time.time,
     ) -> LatchkeyAuth:
         """:meth:`login` for an ``AsyncClient``; ``on_refresh`` may be async."""
-        started = clock()
-        response = await client.post(
-            _endpoint(base_url, "/auth/login"),
-            json={"username": username, "password": password},
-            auth=_NO_AUTH,
-        )
-        tokens = _login_tokens(response, started)
+        flow = _login_flow(base_url, username, password, clock)
+        tokens = await _arun(flow, _aposter(client))
         auth = cls._from_tokens(base_url, tokens, on_refresh, leeway, clock, client)
         await auth._anotify(tokens)
         return auth
@@ -293,79 +287,36 @@ class LatchkeyAuth(httpx.Auth):
         if failure is not None:
             raise RefreshFailed(failure.error, failure.description, status_code=failure.status_code)
 
-    # --- the flows -------------------------------------------------------------------------
+    # --- the flow, without I/O -------------------------------------------------------------
+    # Every decision is made here, once, for threads and tasks alike. The flows yield what
+    # they need done (a request to send, a refresh, a POST) and get its result back; the
+    # drivers below do the I/O, sync or async, and hold the refresh lock.
 
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
+    def _auth_flow(self, request: httpx.Request) -> Generator[_Step, Any, None]:
+        """Authorize ``request``: refresh first when due, and once more on a bearer
+        challenge. Yields an ``httpx.Request`` (answered with its ``httpx.Response``) or a
+        :class:`_Refresh` (answered with the state to use)."""
         self._raise_if_failed()
         state = self._state
         if self._due(state):
-            state = self._refresh(state)
+            state = yield _Refresh(state)
         response = yield _authorize(request, state)
         if not _challenged(response):
             return
-        response.read()  # hand its connection back to the pool before refreshing
-        state = self._refresh(state)
+        # Read the 401 first, to hand its connection back to the pool before refreshing.
+        state = yield _Refresh(state, drain=response)
         if _replayable(request):
             yield _authorize(request, state)
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    def _refresh_flow(self, seen: _State) -> Generator[_Post, httpx.Response, _State | None]:
+        """Refresh, under the refresh lock, unless another refresh happened since ``seen``
+        was read: the new state, or ``None`` when the current one is to be used."""
         self._raise_if_failed()
-        state = self._state
-        if self._due(state):
-            state = await self._arefresh(state)
-        response = yield _authorize(request, state)
-        if not _challenged(response):
-            return
-        await response.aread()  # hand its connection back to the pool before refreshing
-        state = await self._arefresh(state)
-        if _replayable(request):
-            yield _authorize(request, state)
-
-    # --- refreshing ------------------------------------------------------------------------
-
-    def _refresh(self, seen: _State) -> _State:
-        """Refresh unless another thread did since ``seen`` was read; the current state."""
-        if _is_async_callable(self._on_refresh):
-            raise TypeError("an async on_refresh needs an httpx.AsyncClient")
-        with self._thread_lock:
-            self._raise_if_failed()
-            if self._state is not seen:
-                return self._state  # someone else refreshed while we waited
-            started = self._clock()
-            body = {"refresh_token": seen.tokens.refresh_token}
-            if isinstance(self._client, httpx.AsyncClient):
-                raise TypeError("this LatchkeyAuth refreshes through an httpx.AsyncClient")
-            if self._client is None:
-                with httpx.Client() as client:
-                    response = client.post(self.refresh_url, json=body)
-            else:
-                response = self._client.post(self.refresh_url, json=body, auth=_NO_AUTH)
-            state = self._accept(response, started)
-            self._notify(state.tokens)
-            return state
-
-    async def _arefresh(self, seen: _State) -> _State:
-        """:meth:`_refresh` for tasks."""
-        async with self._task_lock:
-            self._raise_if_failed()
-            if self._state is not seen:
-                return self._state
-            started = self._clock()
-            body = {"refresh_token": seen.tokens.refresh_token}
-            if isinstance(self._client, httpx.Client):
-                raise TypeError("this LatchkeyAuth refreshes through an httpx.Client")
-            if self._client is None:
-                async with httpx.AsyncClient() as client:
-                    response = await client.post(self.refresh_url, json=body)
-            else:
-                response = await self._client.post(self.refresh_url, json=body, auth=_NO_AUTH)
-            state = self._accept(response, started)
-            await self._anotify(state.tokens)
-            return state
+        if self._state is not seen:
+            return None  # someone else refreshed while we waited
+        started = self._clock()
+        response = yield _Post(self.refresh_url, {"refresh_token": seen.tokens.refresh_token})
+        return self._accept(response, started)
 
     def _accept(self, response: httpx.Response, started: float) -> _State:
         """Take the new tokens of a refresh response, or raise :class:`RefreshFailed`."""
@@ -393,6 +344,42 @@ class LatchkeyAuth(httpx.Auth):
         log.info("token refresh refused: %s %s", response.status_code, error)
         raise failure
 
+    # --- the drivers: threads --------------------------------------------------------------
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        flow = self._auth_flow(request)
+        answer: Any = None
+        while True:
+            try:
+                step = flow.send(answer)
+            except StopIteration:
+                return
+            if isinstance(step, httpx.Request):
+                answer = yield step
+            else:
+                if step.drain is not None:
+                    step.drain.read()
+                answer = self._refresh(step.seen)
+
+    def _refresh(self, seen: _State) -> _State:
+        """Refresh unless another thread did since ``seen`` was read; the current state."""
+        if _is_async_callable(self._on_refresh):
+            raise TypeError("an async on_refresh needs an httpx.AsyncClient")
+        if isinstance(self._client, httpx.AsyncClient):
+            raise TypeError("this LatchkeyAuth refreshes through an httpx.AsyncClient")
+        with self._thread_lock:
+            if self._client is None:
+                with httpx.Client() as client:
+                    state = _run(self._refresh_flow(seen), _poster(client))
+            else:
+                state = _run(self._refresh_flow(seen), _poster(self._client))
+            if state is None:
+                return self._state
+            self._notify(state.tokens)
+            return state
+
     def _notify(self, tokens: Tokens) -> None:
         if self._on_refresh is None:
             return
@@ -404,12 +391,115 @@ class LatchkeyAuth(httpx.Auth):
                 result.close()
             raise TypeError("on_refresh returned an awaitable: use it with an httpx.AsyncClient")
 
+    # --- the drivers: tasks ----------------------------------------------------------------
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        flow = self._auth_flow(request)
+        answer: Any = None
+        while True:
+            try:
+                step = flow.send(answer)
+            except StopIteration:
+                return
+            if isinstance(step, httpx.Request):
+                answer = yield step
+            else:
+                if step.drain is not None:
+                    await step.drain.aread()
+                answer = await self._arefresh(step.seen)
+
+    async def _arefresh(self, seen: _State) -> _State:
+        """:meth:`_refresh` for tasks."""
+        if isinstance(self._client, httpx.Client):
+            raise TypeError("this LatchkeyAuth refreshes through an httpx.Client")
+        async with self._task_lock:
+            if self._client is None:
+                async with httpx.AsyncClient() as client:
+                    state = await _arun(self._refresh_flow(seen), _aposter(client))
+            else:
+                state = await _arun(self._refresh_flow(seen), _aposter(self._client))
+            if state is None:
+                return self._state
+            await self._anotify(state.tokens)
+            return state
+
     async def _anotify(self, tokens: Tokens) -> None:
         if self._on_refresh is None:
             return
         result = self._on_refresh(tokens)
         if inspect.isawaitable(result):
             await result
+
+
+# --- the steps a flow yields, and the drivers' helpers ----------------------------------------
+
+
+@dataclass(frozen=True)
+class _Refresh:
+    """Refresh unless the state changed since ``seen``; first read ``drain``, if given."""
+
+    seen: _State
+    drain: httpx.Response | None = None
+
+
+_Step: TypeAlias = httpx.Request | _Refresh
+
+
+@dataclass(frozen=True)
+class _Post:
+    """POST ``body`` as JSON to ``url``, past any auth (logins and refreshes)."""
+
+    url: httpx.URL
+    body: Mapping[str, str]
+
+
+_T = TypeVar("_T")
+
+
+def _login_flow(
+    base_url: str | httpx.URL, username: str, password: str, clock: Callable[[], float]
+) -> Generator[_Post, httpx.Response, Tokens]:
+    started = clock()
+    body = {"username": username, "password": password}
+    response = yield _Post(_endpoint(base_url, "/auth/login"), body)
+    return _login_tokens(response, started)
+
+
+def _run(flow: Generator[_Post, httpx.Response, _T], post: Callable[[_Post], httpx.Response]) -> _T:
+    """Drive a login or refresh flow to its result, sending each POST with ``post``."""
+    answer: Any = None
+    while True:
+        try:
+            step = flow.send(answer)
+        except StopIteration as done:
+            result: _T = done.value
+            return result
+        answer = post(step)
+
+
+async def _arun(
+    flow: Generator[_Post, httpx.Response, _T],
+    post: Callable[[_Post], Awaitable[httpx.Response]],
+) -> _T:
+    """:func:`_run` for tasks."""
+    answer: Any = None
+    while True:
+        try:
+            step = flow.send(answer)
+        except StopIteration as done:
+            result: _T = done.value
+            return result
+        answer = await post(step)
+
+
+def _poster(client: httpx.Client) -> Callable[[_Post], httpx.Response]:
+    return lambda step: client.post(step.url, json=dict(step.body), auth=_NO_AUTH)
+
+
+def _aposter(client: httpx.AsyncClient) -> Callable[[_Post], Awaitable[httpx.Response]]:
+    return lambda step: client.post(step.url, json=dict(step.body), auth=_NO_AUTH)
 
 
 def _endpoint(base_url: str | httpx.URL, path: str) -> httpx.URL:
