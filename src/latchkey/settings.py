@@ -156,7 +156,8 @@ class Settings(BaseSettings):
     # Password hashes waiting for a hash thread (one per core) before logins get 429.
     hash_queue: int = Field(default=32, ge=0, le=100_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "text"] = "json"
+    # auto: text on a terminal, JSON lines otherwise (a file, a pipe, the journal)
+    log_format: Literal["auto", "json", "text"] = "auto"
     access_log: bool = False  # one line per HTTP request (uvicorn's access log)
 
     @model_validator(mode="after")

@@ -18,7 +18,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from latchkey.ops.logs import configure_logging, current_request_id
+from latchkey.ops.logs import LogFormat, configure_logging, current_request_id, log_format_for
+from latchkey.settings import Settings
 from latchkey.web.middleware import RequestIdMiddleware
 
 log = logging.getLogger("latchkey.test")
@@ -223,3 +224,47 @@ def test_text_format_is_one_readable_line_and_redacted() -> None:
 
     (line,) = stream.getvalue().splitlines()
     assert line.endswith("WARNING latchkey.test: reuse of [redacted] sid=s-9")
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("fmt", "stream", "chosen"),
+    [
+        ("auto", Terminal(), "text"),
+        ("auto", io.StringIO(), "json"),
+        ("json", Terminal(), "json"),
+        ("text", io.StringIO(), "text"),
+    ],
+    ids=["auto-terminal", "auto-not-a-terminal", "json-on-a-terminal", "text-into-a-file"],
+)
+def test_the_format_follows_the_stream_unless_one_is_set(
+    fmt: LogFormat, stream: io.StringIO, chosen: str
+) -> None:
+    """``auto`` (the default) writes readable lines on a terminal and JSON lines elsewhere;
+    ``json`` and ``text`` hold whatever the stream is."""
+    assert Settings(_env_file=None).log_format == "auto"  # type: ignore[call-arg]
+    assert log_format_for(fmt, stream) == chosen
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging("info", fmt, stream=stream)
+        log.info("hello")
+    finally:
+        root.handlers[:], root.level = saved
+    (line,) = stream.getvalue().splitlines()
+    if chosen == "json":
+        assert json.loads(line)["msg"] == "hello"
+    else:
+        assert line.endswith("INFO latchkey.test: hello")
+
+
+def test_a_closed_stream_gets_json() -> None:
+    stream = io.StringIO()
+    stream.close()
+    assert log_format_for("auto", stream) == "json"

@@ -157,6 +157,15 @@ class StoreContract:
     async def test_list_users_empty(self, store: Store) -> None:
         """A fresh store lists no users."""
         assert await store.list_users() == []
+        assert await store.has_users() is False
+
+    async def test_has_users_once_one_is_added(self, store: Store) -> None:
+        """has_users is true from the first user on, and false again once it is deleted."""
+        alice = make_user("alice")
+        await store.add_user(alice)
+        assert await store.has_users() is True
+        await store.delete_user(alice.id, 1000.0)
+        assert await store.has_users() is False
 
     async def test_set_password_hash(self, store: Store) -> None:
         """set_password_hash replaces one user's hash and leaves the others alone."""

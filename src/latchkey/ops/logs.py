@@ -1,5 +1,5 @@
-"""Structured logs: one JSON object per line on stderr, tagged with the request's id, with
-anything that looks like a token blanked out before it is written.
+"""Logs: one JSON object per line on stderr, or one readable line on a terminal, tagged with
+the request's id, with anything that looks like a token blanked out before it is written.
 
 ``configure_logging`` sets up the root logger once per process and routes uvicorn's loggers
 through it. Each line made while an HTTP request runs carries the request's id (given by
@@ -18,12 +18,16 @@ from typing import Any, Literal, TextIO
 
 __all__ = [
     "JsonFormatter",
+    "LogFormat",
     "RedactingFilter",
     "TextFormatter",
     "configure_logging",
     "current_request_id",
+    "log_format_for",
     "redact",
 ]
+
+LogFormat = Literal["auto", "json", "text"]
 
 REDACTED = "[redacted]"
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
@@ -128,23 +132,36 @@ class TextFormatter(logging.Formatter):
         return redact(text)
 
 
+def log_format_for(fmt: LogFormat, stream: TextIO) -> Literal["json", "text"]:
+    """``auto`` is ``text`` when ``stream`` is a terminal, where a person reads it, and
+    ``json`` otherwise (a file, a pipe, the journal), where a program does."""
+    if fmt != "auto":
+        return fmt
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return "json"
+
+
 def configure_logging(
     level: str,
-    fmt: Literal["json", "text"] = "json",
+    fmt: LogFormat = "json",
     *,
     stream: TextIO | None = None,
     access_log: bool = False,
 ) -> logging.Handler:
     """Send every log record of the process, uvicorn's included, to one redacting handler on
-    ``stream`` (stderr). Replaces the root logger's handlers, as ``basicConfig(force=True)``
-    does; calling it again is safe.
+    ``stream`` (stderr), in ``fmt`` (see :func:`log_format_for`). Replaces the root logger's
+    handlers, as ``basicConfig(force=True)`` does; calling it again is safe.
 
     uvicorn's access log (one line per request) is written only with ``access_log``
     (LATCHKEY_ACCESS_LOG) and a level of ``info`` or lower: formatting and writing that line
     took about 7 % of a worker's time on ``/auth/me`` (docs/performance.md). Off, uvicorn's
     call returns at its first level check."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    out = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(out)
+    json_lines = log_format_for(fmt, out) == "json"
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     handler.addFilter(RedactingFilter())
 
     root = logging.getLogger()

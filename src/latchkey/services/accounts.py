@@ -93,6 +93,9 @@ class AccountService:
     async def list_users(self) -> list[User]:
         return await self._users.list_users()
 
+    async def has_users(self) -> bool:
+        return await self._users.has_users()
+
     async def user_named(self, username: str) -> User:
         return await user_named(self._users, username)
 

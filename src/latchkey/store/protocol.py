@@ -30,6 +30,10 @@ class UserStore(Protocol):
 
     async def list_users(self) -> list[User]: ...
 
+    async def has_users(self) -> bool:
+        """Whether there is at least one user (one row read, whatever their number)."""
+        ...
+
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
 
     async def change_password(

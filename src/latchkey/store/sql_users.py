@@ -63,6 +63,10 @@ class SqlUsers(SqlBase):
             rows = (await conn.execute(select(users).order_by(users.c.username_key))).all()
         return [_user(row) for row in rows]
 
+    async def has_users(self) -> bool:
+        async with self._begin() as conn:
+            return (await conn.execute(select(users.c.id).limit(1))).first() is not None
+
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         async with self._begin() as conn:
             await conn.execute(
