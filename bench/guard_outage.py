@@ -29,6 +29,7 @@ Run it alone on the machine (``flock /work/quiet.lock …`` waits for test runs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -42,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
@@ -83,7 +85,8 @@ def create_app() -> Any:
             {"age": source.age(), "failures": sum(source.failure_counts().values())}
         )
 
-    async def lifespan(_app: Starlette) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await verifier.warm_up_async()
         yield
         await verifier.aclose()
@@ -91,7 +94,7 @@ def create_app() -> Any:
     return Starlette(
         routes=[Route("/whoami", whoami), Route("/keyset", keyset)],
         middleware=[Middleware(BearerAuthMiddleware, verifier=verifier, public_paths={"/keyset"})],
-        lifespan=lifespan,  # type: ignore[arg-type]
+        lifespan=lifespan,
     )
 
 
