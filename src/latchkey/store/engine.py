@@ -120,15 +120,15 @@ class SqlBase:
         return self.engine.dialect.name == "postgresql"
 
     @asynccontextmanager
-    async def _begin(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction; any database fault becomes a 503, never a 500.
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection; any database fault becomes a 503, never a 500.
 
-        With a deadline (PostgreSQL), a transaction still running when it passes has its
-        connection terminated: every wait on it ends at once with a disconnect error (a
-        cancelled wait would be followed by a ROLLBACK and a graceful close, each waiting for
-        a server that no longer answers). PostgreSQL rolls back what was not committed; a
-        COMMIT cut off this way is answered with a 503 although it may have landed, which for
-        a rotation is the grace case (the client retries with the same token).
+        With a deadline (PostgreSQL), a connection still in use when it passes is terminated:
+        every wait on it ends at once with a disconnect error (a cancelled wait would be
+        followed by a ROLLBACK and a graceful close, each waiting for a server that no longer
+        answers). PostgreSQL rolls back what was not committed; a COMMIT cut off this way is
+        answered with a 503 although it may have landed, which for a rotation is the grace
+        case (the client retries with the same token).
         """
         try:
             async with self.engine.connect() as conn:
@@ -139,8 +139,7 @@ class SqlBase:
                         loop = asyncio.get_running_loop()
                         watchdog = loop.call_later(self._deadline, raw.terminate)
                 try:
-                    async with conn.begin():
-                        yield conn
+                    yield conn
                 finally:
                     if watchdog is not None:
                         watchdog.cancel()
@@ -149,6 +148,21 @@ class SqlBase:
         except (SQLAlchemyError, OSError, TimeoutError, *_DRIVER_FAULTS) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise ServiceUnavailable() from exc
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction on :meth:`_connect`'s terms."""
+        async with self._connect() as conn, conn.begin():
+            yield conn
+
+    async def _fetch_one(self, statement: statements.Positional, values: dict[str, Any]) -> Any:
+        """One statement that is its own transaction, straight on the asyncpg connection:
+        one round trip after the checkout, where a SQLAlchemy transaction takes three
+        (BEGIN, the statement, COMMIT). PostgreSQL only; the row, or None."""
+        async with self._connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            return await raw.fetchrow(statement.sql, *statement.arguments(values))
 
     async def ping(self) -> None:
         async with self._begin() as conn:

@@ -94,6 +94,13 @@ class SqlSessions(SqlBase):
         writer = self._sqlite_writer()
         if writer is not None:
             return await writer.run(lambda c: statements.sqlite_rotate(c, values, rows))
+        if self.is_postgresql and len(rows) <= 1:
+            # One statement, its own transaction: one round trip after the checkout.
+            if rows:
+                values.update({"audit_" + name: value for name, value in rows[0].items()})
+            statement = statements.PG_ROTATE_AUDITED if rows else statements.PG_ROTATE
+            found = await self._fetch_one(statement, values)
+            return None if found is None else statements.session_from(found.values())
         async with self._begin() as conn:
             row = (await conn.execute(statements.ROTATE, values)).first()
             if row is not None and rows:

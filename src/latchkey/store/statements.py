@@ -13,9 +13,9 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, update
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.sql import Insert, Update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Insert, Select, Update
 
 from ..core.audit import AuditEvent
 from ..core.sessions import Rotation, Session
@@ -49,6 +49,40 @@ ROTATE: Update = (
 )
 INSERT_SESSION: Insert = sessions.insert()
 INSERT_AUDIT: Insert = audit_events.insert()
+
+
+@dataclasses.dataclass(frozen=True)
+class Positional:
+    """A statement compiled once for asyncpg: its SQL (``$n`` parameters) and the names of
+    the values in their order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def compile(cls, statement: Update | Select[Any]) -> Positional:
+        compiled = statement.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
+        return cls(str(compiled), tuple(compiled.positiontup or ()))
+
+    def arguments(self, values: dict[str, Any]) -> list[Any]:
+        return [values[name] for name in self.names]
+
+
+def _rotate_audited() -> Select[Any]:
+    """The rotation and its audit row in one statement (PostgreSQL: a data-modifying CTE, one
+    atomic statement): the row is inserted only if the rotation matched."""
+    rotated = ROTATE.cte("rotated")
+    by_name = {"user_id": rotated.c.user_id, "sid": rotated.c.sid}
+    values = [
+        by_name.get(name, bindparam("audit_" + name, type_=audit_events.c[name].type))
+        for name in AUDIT_COLUMNS
+    ]
+    audited = audit_events.insert().from_select(list(AUDIT_COLUMNS), select(*values))
+    return select(rotated).add_cte(audited.cte("audited"))
+
+
+PG_ROTATE = Positional.compile(ROTATE)
+PG_ROTATE_AUDITED = Positional.compile(_rotate_audited())
 
 _SQLITE = sqlite.dialect(paramstyle="named")
 _ROTATE_SQL = str(ROTATE.compile(dialect=_SQLITE))
