@@ -106,6 +106,22 @@ def _table(results: dict[str, Result]) -> list[str]:
     return [*TABLE_HEAD, *(_row(name, r, flask, bare) for name, r in results.items())]
 
 
+RSS_WINDOW = 5.0  # seconds
+
+
+def rss_floors(samples: list[tuple[float, int]], since: float = 10.0) -> list[int]:
+    """The smallest resident size of each ``RSS_WINDOW`` from ``since`` on. Argon2id's working
+    memory (64 MiB per hash in flight) exists only while a hash runs: glibc maps an allocation
+    that large on its own and returns it when the hash ends. So one sample tells how many
+    hashes ran at that instant; the floor of a window is what the workers keep."""
+    windows: dict[int, int] = {}
+    for second, kib in samples:
+        if second >= since:
+            index = int((second - since) // RSS_WINDOW)
+            windows[index] = min(kib, windows.get(index, kib))
+    return [windows[index] for index in sorted(windows)]
+
+
 def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """(what, target, measured, met) for each target."""
     me, refresh = results["me"], results["refresh"]
@@ -118,9 +134,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     soak: dict[str, Result] = results["soak"]
     soak_errors = sum(r.errors for r in soak.values())
     soak_max = max(r.max_ms for r in soak.values())
-    rss = [kib for second, kib in results["rss"] if second >= 10]
-    drift = (max(rss) - rss[0]) / rss[0] if rss else 0.0
-    low = (min(rss) - rss[0]) / rss[0] if rss else 0.0
+    floors = rss_floors(results["rss"])
+    drift = (max(floors) - floors[0]) / floors[0] if floors else 0.0
+    low = (min(floors) - floors[0]) / floors[0] if floors else 0.0
     verify = results["verify"]
     v_ratio = verify["verifier_us"] / verify["raw_us"]
     return [
@@ -163,7 +179,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         (
             "mixed soak",
             "0 errors, no request over 1 s, worker RSS within ±10% from second 10",
-            f"{soak_errors} errors, max {soak_max:.0f} ms, RSS {low:+.1%} / {drift:+.1%}",
+            f"{soak_errors} errors, max {soak_max:.0f} ms, RSS floor {low:+.1%} / {drift:+.1%}",
             soak_errors == 0 and soak_max < 1000 and low >= -0.1 and drift <= 0.1,
         ),
         (
@@ -270,6 +286,9 @@ def markdown(context: Context, results: dict[str, Any]) -> str:
         "",
         "Resident memory of the two workers together, KiB, every 10 s: "
         + ", ".join(f"{kib:,} ({second:.0f} s)" for second, kib in results["rss"][9::10])
+        + ". The smallest of each 5 s window from second 10 on (what the target compares; "
+        "Argon2id's 64 MiB per hash in flight comes and goes with each login): "
+        + ", ".join(f"{kib:,}" for kib in rss_floors(results["rss"]))
         + ".",
         "",
     ]
