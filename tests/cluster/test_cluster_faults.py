@@ -454,18 +454,20 @@ async def test_logout_while_redis_is_down_reaches_other_guards_once_it_is_back(
         assert probe.status_code == 401, "B's guard still accepts the logged-out session"
 
 
-def sid_in(pair: dict[str, Any]) -> str:
-    """The ``sid`` claim of a pair's access token (read, not verified: the test's own)."""
+def claims_in(pair: dict[str, Any]) -> dict[str, Any]:
+    """The claims of a pair's access token (read, not verified: the test's own)."""
     payload = pair["access_token"].split(".")[1]
     padded = payload + "=" * (-len(payload) % 4)
     claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
-    return str(claims["sid"])
+    return claims
 
 
-async def until_known(deny_list: RedisDenyList, sids: list[str]) -> float | None:
-    """Seconds until every sid is in ``deny_list``; None if not within RECOVERY_BOUND."""
+async def until_refused(deny_list: RedisDenyList, pairs: list[dict[str, Any]]) -> float | None:
+    """Seconds until ``deny_list`` refuses the access token of every pair (its session
+    revoked, or all its user's sessions ended at once); None if not within RECOVERY_BOUND."""
+    tokens = [claims_in(pair) for pair in pairs]
     started = time.monotonic()
-    while not all(sid in deny_list for sid in sids):
+    while not all(deny_list.refuses(c["sub"], c["sid"], c["iat"]) for c in tokens):
         if time.monotonic() - started > RECOVERY_BOUND:
             return None
         await asyncio.sleep(0.02)
@@ -481,10 +483,13 @@ async def test_redis_killed_restarted_empty_and_hung_loses_no_revocation(
     restarted empty, then hung for 5 s. No request fails; a logout made during the crash
     reaches a consumer that was running (RedisDenyList, as an API uses it); a consumer started
     after the empty restart knows the sessions revoked before and during the crash (the
-    instances store them again from the database)."""
+    instances store them again from the database), those ended one by one (logout) and those
+    ended all at once (bob's logout-all before the crash, carol's during it)."""
     cluster, a_server, b_server = await two_subscribed(
         make_cluster, throwaway_postgres, throwaway_redis
     )
+    for username in ("bob", "carol"):
+        cluster.add_user(username)
     running = RedisDenyList(throwaway_redis.url)
     late: RedisDenyList | None = None
     async with a_server.async_client(timeout=10) as a, b_server.async_client(timeout=10) as b:
@@ -497,17 +502,21 @@ async def test_redis_killed_restarted_empty_and_hung_loses_no_revocation(
         try:
             before = await alogin(a, "alice")
             assert (await a.post("/auth/logout", headers=bearer(before))).status_code == 204
-            assert await until_known(running, [sid_in(before)]) is not None
+            bob = [await alogin(a, "bob") for _ in range(2)]
+            assert (await a.post("/auth/logout-all", headers=bearer(bob[0]))).status_code == 204
+            assert await until_refused(running, [before, *bob]) is not None
 
             throwaway_redis.stop()  # killed: no persistence, its data is gone
             during = await alogin(b, "alice")
             assert (await b.post("/auth/logout", headers=bearer(during))).status_code == 204
+            carol = [await alogin(b, "carol") for _ in range(2)]
+            assert (await b.post("/auth/logout-all", headers=bearer(carol[0]))).status_code == 204
             throwaway_redis.start()  # the same port, empty
             late = await asyncio.to_thread(RedisDenyList, throwaway_redis.url)
-            sids = [sid_in(before), sid_in(during)]
-            learnt = await until_known(late, sids)
+            ended = [before, during, *bob, *carol]
+            learnt = await until_refused(late, ended)
             assert learnt is not None, "a consumer started after the restart lacks revocations"
-            assert await until_known(running, sids) is not None
+            assert await until_refused(running, ended) is not None
 
             hung = time.monotonic()
             throwaway_redis.pause()
