@@ -40,7 +40,7 @@ from latchkey.settings import ENV_PREFIX, Settings
 
 PASSWORD = "correct horse battery staple"
 ISSUER = "http://latchkey.cluster.test"  # one deployment: every instance has this issuer
-STARTUP_TIMEOUT = 30.0  # seconds a server may take to become ready
+STARTUP_TIMEOUT = 120.0  # seconds a server may take to become ready (a bound: a busy machine)
 STOP_TIMEOUT = 15.0
 CLI_TIMEOUT = 60.0
 PG_USER = "postgres"

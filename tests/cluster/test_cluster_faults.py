@@ -474,6 +474,7 @@ async def until_refused(deny_list: RedisDenyList, pairs: list[dict[str, Any]]) -
     return time.monotonic() - started
 
 
+@pytest.mark.timeout(300)  # the longest fault test: a bound for a busy machine
 async def test_redis_killed_restarted_empty_and_hung_loses_no_revocation(
     throwaway_postgres: ThrowawayPostgres,
     throwaway_redis: ThrowawayRedis,
@@ -488,8 +489,7 @@ async def test_redis_killed_restarted_empty_and_hung_loses_no_revocation(
     cluster, a_server, b_server = await two_subscribed(
         make_cluster, throwaway_postgres, throwaway_redis
     )
-    for username in ("bob", "carol"):
-        cluster.add_user(username)
+    await asyncio.gather(*(asyncio.to_thread(cluster.add_user, name) for name in ("bob", "carol")))
     running = RedisDenyList(throwaway_redis.url)
     late: RedisDenyList | None = None
     async with a_server.async_client(timeout=10) as a, b_server.async_client(timeout=10) as b:
