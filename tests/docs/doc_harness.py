@@ -15,6 +15,8 @@ an example API) are replaced by the free ones before a block runs.
   output, in order (see :func:`line_pattern` for what stands for a varying value).
 - ``<!-- skip: next "reason" -->`` (Sybil's directive) marks a block that cannot run here;
   it is still parsed: ``bash -n``, ``compile``, ``json.loads`` or ``configparser``.
+- ``<!-- latchkey-serve: NAME=VALUE … -->`` restarts the page's service with these settings
+  (same data), for a page whose next blocks need them (registration open, say).
 - ``console`` blocks are transcripts: their ``$`` lines run as one shell block, and the
   other lines are its expected output.
 """
@@ -26,6 +28,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -157,6 +160,7 @@ class Page:
     groups: list[int] = field(default_factory=list)
     last_shell: tuple[int, str] | None = None  # (end offset of the block, its output)
     baseline: str = ""
+    settings: dict[str, str] = field(default_factory=dict)  # the service's own settings
 
     def __post_init__(self) -> None:
         self.ports = {SERVICE_PORT: free_port(), EXAMPLE_PORT: free_port()}
@@ -176,6 +180,7 @@ class Page:
             if not name.startswith("LATCHKEY_") and not name.lower().endswith("_proxy")
         }
         env.update(CHEAP_ARGON2, LATCHKEY_ISSUER=self.issuer)
+        env.update(self.settings)
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         return env
@@ -215,13 +220,13 @@ class Page:
                     raise AssertionError(f"latchkey serve did not start:\n{self.server_output()}")
                 time.sleep(0.05)
 
-    def server_output(self) -> str:
-        return (self.workdir / "latchkey.stderr").read_text(errors="replace")[-4000:]
+    def restart_server(self, example: Example) -> None:
+        """``<!-- latchkey-serve: NAME=VALUE … -->``: serve on with these settings."""
+        self.stop_server()
+        self.settings = dict(item.split("=", 1) for item in shlex.split(str(example.parsed)))
+        self.ensure_server()
 
-    def close(self) -> None:
-        for group in self.groups:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGTERM)
+    def stop_server(self) -> None:
         if self.server is not None and self.server.poll() is None:
             self.server.terminate()
             try:
@@ -229,6 +234,16 @@ class Page:
             except subprocess.TimeoutExpired:
                 self.server.kill()
                 self.server.wait(timeout=10)
+        self.server = None
+
+    def server_output(self) -> str:
+        return (self.workdir / "latchkey.stderr").read_text(errors="replace")[-4000:]
+
+    def close(self) -> None:
+        for group in self.groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
+        self.stop_server()
 
     # --- blocks ------------------------------------------------------------------------
 
@@ -342,9 +357,27 @@ class EveryCodeBlockParser(AbstractCodeBlockParser):
             yield region
 
 
+class ServeDirectiveParser:
+    """``<!-- latchkey-serve: NAME=VALUE … -->``: the settings the page's service runs with
+    from here on."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.lexer = DirectiveInHTMLCommentLexer(directive="latchkey-serve", arguments=".*?")
+        self.evaluator = evaluator
+
+    def __call__(self, document: Document) -> Iterator[Region]:
+        for lexed in self.lexer(document):
+            yield Region(lexed.start, lexed.end, lexed.lexemes["arguments"], self.evaluator)
+
+
 def parse(path: Path, page: Page) -> Document:
-    """The page's examples in order: every fenced block and each skip directive."""
-    return Sybil(parsers=[EveryCodeBlockParser(page.evaluate), SkipParser()]).parse(path)
+    """The page's examples in order: every fenced block and each directive."""
+    parsers = [
+        EveryCodeBlockParser(page.evaluate),
+        SkipParser(),
+        ServeDirectiveParser(page.restart_server),
+    ]
+    return Sybil(parsers=parsers).parse(path)
 
 
 def run_page(path: Path, workdir: Path) -> None:
@@ -369,21 +402,9 @@ def run_page(path: Path, workdir: Path) -> None:
         page.close()
 
 
-# Pages still to be brought in (they do not run as written yet).
-PENDING = {
-    "browser.md",
-    "client.md",
-    "deployment.md",
-    "frameworks.md",
-    "sessions.md",
-    "troubleshooting.md",
-}
-
-
 def pages() -> list[Path]:
     """README.md and every page of docs/."""
-    docs = sorted(path for path in (ROOT / "docs").glob("*.md") if path.name not in PENDING)
-    return [ROOT / "README.md", *docs]
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def added_users(path: Path) -> set[str]:
