@@ -46,6 +46,8 @@ from sybil.parsers.markdown import SkipParser
 from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer, FencedCodeBlockLexer
 from sybil.typing import Evaluator
 
+from latchkey import Verifier
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 30.0
@@ -396,6 +398,9 @@ def run_page(path: Path, workdir: Path) -> None:
                 assert str(skipped).strip(), f"{page.where(example)}: skipped without a reason"
                 parse_only(language, str(example.parsed), page.where(example))
     finally:
+        for value in document.namespace.values():
+            if issubclass(type(value), Verifier):  # type(): lazy objects stay lazy
+                value.close()  # its key-refresh thread ends with the page
         os.chdir(previous_cwd)
         os.environ.clear()
         os.environ.update(saved_environ)

@@ -10,6 +10,7 @@ from doc_harness import ROOT, added_users, assert_output_matches, line_pattern, 
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(600)  # a page is many commands, each a process: slow on a loaded machine
 @pytest.mark.parametrize("page", pages(), ids=lambda path: str(path.relative_to(ROOT)))
 def test_page_runs_as_written(page: Path, tmp_path: Path) -> None:
     """Each shell and Python block runs and each shown output appears, in the page's order."""
