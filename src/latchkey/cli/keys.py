@@ -36,15 +36,18 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
 
     async def work(container: Container) -> tuple[str, list[KeyStatus], float]:
         await container.keys.load()
+        # The instant the rotation starts from: the wait printed is the configured delay, not
+        # that less however long the rotation's own database work took.
+        now = container.clock.now()
         kid = await container.keys.rotate(
             immediately=args.immediately, drop_previous=args.drop_previous
         )
-        return kid, container.keys.ring.status(), container.clock.now()
+        return kid, container.keys.ring.status(), now
 
     kid, statuses, now = run(work)
     new = next(status for status in statuses if status.key.kid == kid)
-    wait = new.key.activates_at - now
-    signs = f"from {when(new.key.activates_at)} (in {wait:.0f} s)" if wait > 0 else "now"
+    wait = int(new.key.activates_at - now)  # whole seconds: an immediate rotation is "now"
+    signs = f"from {when(new.key.activates_at)} (in {wait} s)" if wait > 0 else "now"
     print(f"new key {kid} ({new.key.alg}): published now, signs {signs}")
     for status in statuses:
         key = status.key
