@@ -3,7 +3,7 @@
 The page is parsed with Sybil. Each page gets its own directory (the working directory of
 its commands, where the default ``./latchkey-data`` lands), its own service on a free port
 and cheap Argon2 parameters. The fixed ports the pages name (8000 for the service, 8001 for
-an example API) are replaced by the free ones before a block runs.
+an example API, 9000 for the management listener) are replaced by the free ones before a block runs.
 
 - ``sh`` blocks run in bash (``set -eo pipefail``) with ``.venv/bin`` of this checkout on
   ``PATH``; shell variables carry over from one block of the page to the next. Each block is
@@ -57,7 +57,7 @@ CHEAP_ARGON2 = {
     "LATCHKEY_ARGON2_MEMORY_KIB": "8",
     "LATCHKEY_ARGON2_PARALLELISM": "1",
 }
-SERVICE_PORT, EXAMPLE_PORT = 8000, 8001
+SERVICE_PORT, EXAMPLE_PORT, MANAGEMENT_PORT = 8000, 8001, 9000
 OUTPUT_FENCES = {"json", "text", ""}
 
 # Saves the variables a block set (names bash did not have at the start) for the next block,
@@ -165,7 +165,7 @@ class Page:
     settings: dict[str, str] = field(default_factory=dict)  # the service's own settings
 
     def __post_init__(self) -> None:
-        self.ports = {SERVICE_PORT: free_port(), EXAMPLE_PORT: free_port()}
+        self.ports = {port: free_port() for port in (SERVICE_PORT, EXAMPLE_PORT, MANAGEMENT_PORT)}
         for name in (".venv", "examples", "bench"):
             (self.workdir / name).symlink_to(VENV_BIN.parent if name == ".venv" else ROOT / name)
 
@@ -182,6 +182,7 @@ class Page:
             if not name.startswith("LATCHKEY_") and not name.lower().endswith("_proxy")
         }
         env.update(CHEAP_ARGON2, LATCHKEY_ISSUER=self.issuer)
+        env["LATCHKEY_MANAGEMENT_ADDR"] = f"127.0.0.1:{self.ports[MANAGEMENT_PORT]}"
         env.update(self.settings)
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -189,7 +190,7 @@ class Page:
 
     def localise(self, text: str) -> str:
         """The text with the documented ports replaced by this page's."""
-        return re.sub(r"\b(8000|8001)\b", lambda m: str(self.ports[int(m[1])]), text)
+        return re.sub(r"\b(8000|8001|9000)\b", lambda m: str(self.ports[int(m[1])]), text)
 
     # --- the service -------------------------------------------------------------------
 
