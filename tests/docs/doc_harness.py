@@ -402,13 +402,13 @@ def run_page(path: Path, workdir: Path) -> None:
                 assert str(skipped).strip(), f"{page.where(example)}: skipped without a reason"
                 parse_only(language, str(example.parsed), page.where(example))
     finally:
-        for value in document.namespace.values():
-            if issubclass(type(value), Verifier):  # type(): lazy objects stay lazy
-                value.close()  # its key-refresh thread ends with the page
+        page.close()  # first: the processes end whatever else fails
         os.chdir(previous_cwd)
         os.environ.clear()
         os.environ.update(saved_environ)
-        page.close()
+        for value in document.namespace.values():
+            if issubclass(type(value), Verifier):  # type(): lazy objects stay lazy
+                value.close()  # its key-refresh thread ends with the page
 
 
 def pages() -> list[Path]:
