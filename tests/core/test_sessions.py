@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 
@@ -12,6 +13,7 @@ from latchkey.core.sessions import (
     Outcome,
     Session,
     SessionPolicy,
+    advance_marks,
     classify_failed_rotation,
     new_session,
 )
@@ -30,8 +32,12 @@ def rotate(
 ) -> tuple[Session, RefreshToken]:
     """What the store's successful compare-and-swap writes (docs/design.md §2)."""
     successor = codec.successor(presented, NONCE)
+    marks = advance_marks(session, now, POLICY.grace)
     rotated = dataclasses.replace(
         session,
+        settled_generation=marks.settled_generation,
+        mark_generation=marks.mark_generation,
+        mark_at=marks.mark_at,
         generation=successor.generation,
         current_hash=successor.digest,
         previous_hash=presented.digest,
@@ -96,12 +102,117 @@ def test_grace_zero_means_reuse(
 
 
 @pytest.mark.parametrize("back", [2, 3])
-def test_older_generation_is_reuse(
+def test_older_generation_out_of_the_window_is_reuse(
     chain: tuple[list[Session], list[RefreshToken]], clock: ManualClock, back: int
 ) -> None:
-    """A genuine token two or more generations old is reuse, even inside the grace window."""
+    """A genuine token that stopped being current 60 s or more ago is reuse."""
     sessions, tokens = chain
     assert classify(sessions[-1], tokens[-1 - back], clock) is Outcome.REUSE
+
+
+def quick_chain(
+    codec: RefreshTokenCodec, clock: ManualClock, gaps: list[float]
+) -> tuple[Session, list[RefreshToken], list[float]]:
+    """A session rotated once after each of ``gaps`` seconds; its last row, every token, and
+    when each generation stopped being current."""
+    token = codec.first(codec.new_sid())
+    session = new_session(token, user_id="u1", scope="", now=clock.now(), policy=POLICY)
+    tokens, stopped = [token], []
+    for gap in gaps:
+        clock.advance(gap)
+        session, token = rotate(session, codec, tokens[-1], clock.now())
+        tokens.append(token)
+        stopped.append(clock.now())
+    return session, tokens, stopped
+
+
+def test_straggler_within_the_window_is_stale_not_reuse(
+    codec: RefreshTokenCodec, clock: ManualClock
+) -> None:
+    """T0 retried as T0 → T1, then T1 → T2, then the first T0 arrives: refused, not theft."""
+    session, tokens, _ = quick_chain(codec, clock, [1, 2])
+    clock.advance(3)  # T0 stopped being current 5 s ago: inside the 10 s window
+    assert classify(session, tokens[0], clock) is Outcome.STALE
+    clock.advance(5)  # exactly 10 s: still inside
+    assert classify(session, tokens[0], clock) is Outcome.STALE
+    assert classify(session, tokens[1], clock) is Outcome.GRACE_REPLAY  # the previous one
+
+
+def test_stale_of_an_expired_session_is_expired(
+    codec: RefreshTokenCodec, clock: ManualClock
+) -> None:
+    """A straggler of a session that has expired since is EXPIRED (nothing to keep alive)."""
+    session, tokens, _ = quick_chain(codec, clock, [1, 2])
+    session = dataclasses.replace(session, idle_expires_at=clock.now())
+    assert classify(session, tokens[0], clock) is Outcome.EXPIRED
+
+
+def test_grace_zero_makes_every_older_token_reuse(
+    codec: RefreshTokenCodec, clock: ManualClock
+) -> None:
+    """With the window off, a token that stopped being current an instant ago is reuse."""
+    session, tokens, _ = quick_chain(codec, clock, [1, 1])
+    policy = dataclasses.replace(POLICY, grace=0)
+    for token in tokens[:2]:
+        assert classify_failed_rotation(session, token, clock.now(), policy) is Outcome.REUSE
+
+
+def test_marks_move_only_once_a_window_has_passed(
+    codec: RefreshTokenCodec, clock: ManualClock
+) -> None:
+    """The rotation that finds the mark older than the window settles what lies below it
+    and moves it to (generation rotated away, when the one before it was)."""
+    start = clock.now()
+    session, _, stopped = quick_chain(codec, clock, [1, 1])  # rotations at +1, +2
+    # First rotation: no mark yet, moved to (0, None); second: unset again, so (1, +1).
+    assert (session.settled_generation, session.mark_generation, session.mark_at) == (
+        0,
+        1,
+        stopped[0],
+    )
+    marks = advance_marks(session, start + 11, POLICY.grace)  # mark exactly one window old
+    assert marks == advance_marks(session, start + 3, POLICY.grace)
+    assert (marks.settled_generation, marks.mark_generation, marks.mark_at) == (0, 1, stopped[0])
+    moved = advance_marks(session, start + 11.5, POLICY.grace)
+    assert (moved.settled_generation, moved.mark_generation, moved.mark_at) == (1, 2, stopped[1])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_window_rule_over_random_schedules(
+    codec: RefreshTokenCodec, clock: ManualClock, seed: int
+) -> None:
+    """Whatever the rotation times: a token that stopped being current at most one window ago
+    is never reuse, and one that stopped more than two windows ago always is."""
+    rng = random.Random(seed)
+    gaps = [rng.choice([0.0, 0.3, 1.0, 4.0, 9.9, 10.0, 10.5, 25.0]) for _ in range(30)]
+    session, tokens, stopped = quick_chain(codec, clock, gaps)
+    last = clock.now()
+    for offset in [0.0, 0.5, 3.0, 9.9, 10.0, 10.1, 15.0, 20.0, 20.1, 40.0]:
+        now = last + offset
+        for generation, at in enumerate(stopped):
+            outcome = classify_failed_rotation(session, tokens[generation], now, POLICY)
+            if now - at <= POLICY.grace:
+                assert outcome in (Outcome.STALE, Outcome.GRACE_REPLAY), (generation, offset)
+            if now - at > 2 * POLICY.grace:
+                assert outcome is Outcome.REUSE, (generation, offset)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_window_rule_is_exact_when_rotations_are_a_window_apart(
+    codec: RefreshTokenCodec, clock: ManualClock, seed: int
+) -> None:
+    """A session that rotates at most once per window (the usual case): reuse exactly when the
+    token stopped being current more than a window ago."""
+    rng = random.Random(seed)
+    gaps = [POLICY.grace + rng.choice([0.001, 0.5, 3.0, 60.0]) for _ in range(12)]
+    session, tokens, stopped = quick_chain(codec, clock, gaps)
+    last = clock.now()
+    for offset in [0.0, 5.0, 9.999, 10.0, 10.001, 20.0, 30.0]:
+        now = last + offset
+        for generation, at in enumerate(stopped):
+            outcome = classify_failed_rotation(session, tokens[generation], now, POLICY)
+            within = now - at <= POLICY.grace
+            assert (outcome is not Outcome.REUSE) == within, (generation, offset)
 
 
 def test_previous_generation_with_other_hash_is_reuse(
@@ -114,14 +225,26 @@ def test_previous_generation_with_other_hash_is_reuse(
     assert classify(sessions[-1], impostor, clock) is Outcome.REUSE
 
 
-@pytest.mark.parametrize("field", ["rotation_nonce", "rotated_at", "previous_hash"])
+@pytest.mark.parametrize(
+    ("field", "outcome"),
+    [
+        ("rotation_nonce", Outcome.STALE),
+        ("rotated_at", Outcome.STALE),
+        ("previous_hash", Outcome.REUSE),
+    ],
+)
 def test_replay_needs_the_rotation_record(
-    chain: tuple[list[Session], list[RefreshToken]], clock: ManualClock, field: str
+    chain: tuple[list[Session], list[RefreshToken]],
+    clock: ManualClock,
+    field: str,
+    outcome: Outcome,
 ) -> None:
-    """Without the nonce, the rotation time or the previous hash, no replay is possible."""
+    """Without the nonce or the rotation time no replay is possible, and the token, which may
+    have been current within the window, is refused without revoking; without the previous
+    hash the token is not known to be the chain's, and is reuse."""
     sessions, tokens = chain
     session = dataclasses.replace(sessions[-1], **{field: None})
-    assert classify(session, tokens[-2], clock) is Outcome.REUSE
+    assert classify(session, tokens[-2], clock) is outcome
 
 
 def test_replay_after_expiry_is_expired(

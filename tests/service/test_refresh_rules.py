@@ -21,6 +21,7 @@ from latchkey.core.errors import (
     RefreshTokenExpired,
     RefreshTokenInvalid,
     RefreshTokenReused,
+    RefreshTokenSuperseded,
     SessionRevoked,
 )
 from latchkey.core.refresh import RefreshToken, RefreshTokenCodec
@@ -372,13 +373,34 @@ async def test_replay_without_grace_revokes_immediately(
             await svc.tokens.refresh(second.refresh_token)
 
 
-async def test_replay_of_older_generation_within_window_revokes(
+async def test_straggler_within_the_window_is_refused_without_revoking(
     services: Container, alice: str, clock: ManualClock
 ) -> None:
-    """Generation n-2 re-sent within the window is reuse: the session is revoked."""
+    """T0 is retried (T0 → T1), T1 rotates to T2, then the first T0 arrives, inside the
+    window: it is refused, and the session, its newest token and its access token live on."""
+    first = await login(services)
+    second = await services.tokens.refresh(first.refresh_token)  # the retry
+    clock.advance(1)
+    third = await services.tokens.refresh(second.refresh_token)
+    clock.advance(1)
+    with pytest.raises(RefreshTokenSuperseded):
+        await services.tokens.refresh(first.refresh_token)  # the straggler
+    session = await session_of(services, first.refresh_token)
+    assert session.revoked_at is None
+    services.tokens.verify_access_token(third.access_token)  # not on the deny-list
+    kinds = [event.kind.value for event in await services.store.list_audit()]
+    assert "reuse_detected" not in kinds and "session_revoked" not in kinds
+    fourth = await services.tokens.refresh(third.refresh_token)
+    assert parse(fourth.refresh_token).generation == 3
+
+
+async def test_older_generation_after_the_window_revokes(
+    services: Container, alice: str, clock: ManualClock
+) -> None:
+    """Generation n-2, once it stopped being current more than the window ago, is reuse."""
     first = await login(services)
     second = await services.tokens.refresh(first.refresh_token)
-    clock.advance(1)
+    clock.advance(11)
     third = await services.tokens.refresh(second.refresh_token)
     clock.advance(1)
     with pytest.raises(RefreshTokenReused):
@@ -387,6 +409,20 @@ async def test_replay_of_older_generation_within_window_revokes(
         await services.tokens.refresh(third.refresh_token)
     with pytest.raises(SessionRevoked):
         await services.tokens.refresh(second.refresh_token)
+
+
+async def test_straggler_is_reuse_once_the_window_has_passed(
+    services: Container, alice: str, clock: ManualClock
+) -> None:
+    """The same straggler as above, arriving two windows late, revokes the session."""
+    first = await login(services)
+    second = await services.tokens.refresh(first.refresh_token)
+    clock.advance(1)
+    await services.tokens.refresh(second.refresh_token)
+    clock.advance(2 * 10 + 1)
+    with pytest.raises(RefreshTokenReused):
+        await services.tokens.refresh(first.refresh_token)
+    assert (await session_of(services, first.refresh_token)).revoked_reason == "reuse_detected"
 
 
 # --- forgery ---------------------------------------------------------------------------------

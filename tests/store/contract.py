@@ -21,13 +21,14 @@ from latchkey.core.audit import AuditEvent, AuditKind
 from latchkey.core.clients import Client
 from latchkey.core.errors import Conflict
 from latchkey.core.keyring import StoredKey
-from latchkey.core.sessions import Rotation, Session
+from latchkey.core.sessions import Rotation, Session, advance_marks
 from latchkey.core.users import User
 from latchkey.store import Store
 
 OpenStore = Callable[[], Awaitable[Store]]
 
 T0 = 1_800_000_000.0
+GRACE = 10.0
 DAY = 86_400.0
 
 
@@ -82,6 +83,7 @@ def rotation_of(session: Session, *, now: float = T0, seed: int = 7, **fields: o
         "nonce": fill(seed + 50, 16),
         "now": now,
         "idle_expires_at": now + 7 * DAY,
+        "grace": GRACE,
         **fields,
     }
     return Rotation(**values)  # type: ignore[arg-type]
@@ -213,8 +215,12 @@ class StoreContract:
         await store.add_session(session)
         rotation = rotation_of(session, now=T0 + 60)
         row = await store.rotate(rotation)
+        marks = advance_marks(session, rotation.now, GRACE)
         expected = dataclasses.replace(
             session,
+            settled_generation=marks.settled_generation,
+            mark_generation=marks.mark_generation,
+            mark_at=marks.mark_at,
             generation=rotation.new_generation,
             current_hash=rotation.new_hash,
             previous_hash=session.current_hash,
@@ -225,6 +231,27 @@ class StoreContract:
         )
         assert row == expected
         assert await store.get_session(session.sid) == expected
+
+    @pytest.mark.parametrize("gaps", [[1, 1, 1, 1], [11, 11, 11], [1, 10, 0.5, 10.5, 3, 30]])
+    async def test_rotate_moves_the_marks_as_the_core_does(
+        self, store: Store, gaps: list[float]
+    ) -> None:
+        """The conditional write computes the marks exactly as core.sessions.advance_marks."""
+        session = make_session()
+        await store.add_session(session)
+        now = T0
+        for seed, gap in enumerate(gaps):
+            now += gap
+            marks = advance_marks(session, now, GRACE)
+            row = await store.rotate(rotation_of(session, now=now, seed=seed))
+            assert row is not None
+            assert (row.settled_generation, row.mark_generation, row.mark_at) == (
+                marks.settled_generation,
+                marks.mark_generation,
+                marks.mark_at,
+            )
+            session = row
+        assert session.settled_generation > 0 or gaps[0] < GRACE
 
     async def test_rotate_twice_with_same_expectation_fails(self, store: Store) -> None:
         """The second rotation with the same expectation matches nothing (compare-and-swap)."""

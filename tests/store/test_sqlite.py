@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from contract import (
+    GRACE,
     T0,
     OpenStore,
     StoreContract,
@@ -15,6 +16,7 @@ from contract import (
     make_session,
     make_stored_key,
     make_user,
+    rotation_of,
 )
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -172,5 +174,30 @@ async def test_upgrade_through_0004_adds_clients(database_url: str) -> None:
         client = make_client(1)
         await store.add_client(client)
         assert await store.list_clients() == [client]
+    finally:
+        await store.close()
+
+
+async def test_upgrade_through_0005_adds_the_marks(database_url: str) -> None:
+    """A 0004 database with a rotated session is upgraded to head: the session reads back
+    with no marks, and its next rotations set them."""
+    store = SqlStore.from_url(database_url)
+    try:
+        await upgrade_to(store.engine, "0004")
+        session = make_session(1)  # generation 3, rotated 2.5 s before T0
+        await store.add_session(session)
+
+        await upgrade(store.engine)
+
+        assert await current_revision(store.engine) == head_revision()
+        read = await store.get_session(session.sid)
+        assert read == session
+        assert (read.settled_generation, read.mark_generation, read.mark_at) == (0, 0, None)
+        first = await store.rotate(rotation_of(session, now=T0, seed=1))
+        assert first is not None
+        assert (first.mark_generation, first.mark_at) == (3, session.rotated_at)
+        second = await store.rotate(rotation_of(first, now=T0 + GRACE + 1, seed=2))
+        assert second is not None
+        assert (second.settled_generation, second.mark_generation, second.mark_at) == (3, 4, T0)
     finally:
         await store.close()

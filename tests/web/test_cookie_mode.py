@@ -157,6 +157,23 @@ async def test_retry_within_grace_gets_the_same_successor(
     assert the_cookie(one).value == the_cookie(two).value
 
 
+async def test_straggler_keeps_the_newer_cookie(
+    client: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    """A request with an older cookie that arrives after two rotations, inside the grace
+    window, is refused without touching the cookie: the browser keeps the newer value, which
+    still refreshes."""
+    _, first = await cookie_login(client)
+    second = the_cookie(await cookie_refresh(client, first)).value
+    clock.advance(1)
+    third = the_cookie(await cookie_refresh(client, second)).value
+    straggler = await cookie_refresh(client, first)
+    assert_error(straggler, 401, "invalid_grant")
+    assert_no_cookie(straggler)
+    after = await cookie_refresh(client, third)
+    assert after.status_code == 200, after.text
+
+
 @pytest.mark.parametrize("value", ["", "junk", "lkrt." + "A" * 96])
 async def test_refresh_with_a_bad_cookie_clears_it(client: httpx.AsyncClient, value: str) -> None:
     """A cookie that is no refresh token of ours is 401 invalid_grant and is cleared."""

@@ -117,6 +117,13 @@ class RefreshTokenExpired(InvalidGrant):
     """The session passed its idle or absolute expiry."""
 
 
+class RefreshTokenSuperseded(InvalidGrant):
+    """A genuine token, older than the immediately previous one, that was current within the
+    grace window: a straggler of a retrying client. Refused; nothing is revoked."""
+
+    description = "This refresh token has been replaced by a newer one."
+
+
 class SessionRevoked(InvalidGrant):
     """The session was revoked (logout, reuse detected, …)."""
 

@@ -2,9 +2,16 @@
 
 A session row holds O(1) state however often it rotates: the current generation, the
 hashes of the current and the previous token, the nonce that derived the current token from
-the previous one, and when that happened. The store performs the rotation as one
+the previous one, when that happened, and two marks that bound when older generations
+stopped being current (:func:`advance_marks`). The store performs the rotation as one
 conditional write (compare-and-swap on ``generation`` and ``current_hash``); when that write
 matches nothing, :func:`classify_failed_rotation` decides what the presented token was.
+
+The rule for a genuine token that is no longer current (docs/sessions.md "Stragglers and
+reuse"): one that stopped being current ``grace`` seconds ago or less is never taken for
+theft — the immediately previous token gets the same successor, an older one is refused
+(:attr:`Outcome.STALE`) and nothing is revoked; one the row proves stopped being current
+longer ago than that is reuse, and revokes the session (RFC 9700 §4.14.2).
 """
 
 from __future__ import annotations
@@ -52,6 +59,12 @@ class Session:
     scope: str = ""
     user_agent: str | None = None
     address: str | None = None
+    # Every generation below ``settled_generation`` stopped being current more than the grace
+    # window ago; every generation below ``mark_generation`` stopped being current at or
+    # before ``mark_at`` (None: no such generation yet). See :func:`advance_marks`.
+    settled_generation: int = 0
+    mark_generation: int = 0
+    mark_at: float | None = None
 
     def expires_at(self) -> float:
         return min(self.idle_expires_at, self.absolute_expires_at)
@@ -101,6 +114,37 @@ class Rotation:
     nonce: bytes
     now: float
     idle_expires_at: float  # capped again by absolute_expires_at when read
+    grace: float  # the window the marks are kept for (advance_marks)
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    settled_generation: int
+    mark_generation: int
+    mark_at: float | None
+
+
+def advance_marks(session: Session, now: float, grace: float) -> Marks:
+    """The marks a rotation at ``now`` writes, from the row before it (the store's conditional
+    write computes the same in SQL: statements.ROTATE).
+
+    With ``c`` the generation being rotated away and ``rotated_at`` when ``c - 1`` was: if the
+    mark is older than the window (``mark_at < now - grace``) or unset, everything below it is
+    settled and the mark moves to ``(c, rotated_at)`` — every generation below ``c`` stopped
+    being current by ``rotated_at``. Otherwise nothing changes. So every generation below
+    ``settled_generation`` stopped being current more than ``grace`` before any later instant,
+    and the mark is never more than one window behind the rotations that follow it."""
+    if session.mark_at is not None and not session.mark_at < now - grace:
+        return Marks(session.settled_generation, session.mark_generation, session.mark_at)
+    return Marks(session.mark_generation, session.generation, session.rotated_at)
+
+
+def stopped_by(session: Session, generation: int) -> float | None:
+    """A time by which ``generation`` (older than the current one) had stopped being current,
+    from the row's marks; None if the row cannot tell (then it is not taken for theft)."""
+    if generation < session.mark_generation:
+        return session.mark_at
+    return session.rotated_at
 
 
 def next_rotation(
@@ -119,13 +163,15 @@ def next_rotation(
         nonce=nonce,
         now=now,
         idle_expires_at=now + policy.refresh_ttl,
+        grace=policy.grace,
     )
     return rotation, successor
 
 
 class Outcome(enum.Enum):
     GRACE_REPLAY = "grace_replay"  # the immediately previous token, within the window
-    REUSE = "reuse"  # an older genuine token: revoke the whole session
+    STALE = "stale"  # an older genuine token, current within the window: refuse, revoke nothing
+    REUSE = "reuse"  # a genuine token no longer current for longer: revoke the whole session
     REVOKED = "revoked"
     EXPIRED = "expired"
     INVALID = "invalid"  # unknown session or a token that does not match its generation
@@ -146,13 +192,20 @@ def classify_failed_rotation(
             return Outcome.INVALID
         return Outcome.EXPIRED if now >= session.expires_at() else Outcome.INVALID
     # An older generation, authenticated by its MAC: genuine, but no longer current.
-    if (
-        policy.grace > 0
-        and presented.generation == session.generation - 1
-        and session.previous_hash == presented.digest
-        and session.rotated_at is not None
-        and now - session.rotated_at <= policy.grace
-        and session.rotation_nonce is not None
-    ):
-        return Outcome.EXPIRED if now >= session.expires_at() else Outcome.GRACE_REPLAY
+    expired = now >= session.expires_at()
+    if presented.generation == session.generation - 1:
+        if session.previous_hash != presented.digest:
+            return Outcome.REUSE  # genuine MAC, yet not this chain's previous token
+        if (
+            policy.grace > 0
+            and session.rotated_at is not None
+            and now - session.rotated_at <= policy.grace
+            and session.rotation_nonce is not None
+        ):
+            return Outcome.EXPIRED if expired else Outcome.GRACE_REPLAY
+    if presented.generation >= session.settled_generation and policy.grace > 0:
+        stopped = stopped_by(session, presented.generation)
+        if stopped is None or now - stopped <= policy.grace:
+            # It may have been current within the window: a straggler, never theft.
+            return Outcome.EXPIRED if expired else Outcome.STALE
     return Outcome.REUSE

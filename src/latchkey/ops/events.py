@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-RefreshOutcome = Literal["rotated", "grace", "reused", "invalid", "expired", "revoked"]
+RefreshOutcome = Literal["rotated", "grace", "stale", "reused", "invalid", "expired", "revoked"]
 
 
 class Events(Protocol):

@@ -18,6 +18,7 @@ from ..core.errors import (
     RefreshTokenExpired,
     RefreshTokenInvalid,
     RefreshTokenReused,
+    RefreshTokenSuperseded,
     RevokedToken,
     SessionRevoked,
     TooManyRequests,
@@ -204,6 +205,10 @@ class TokenService:
             await self._context.audit.record(detected, level=logging.WARNING)
             await self._revoker.revoke(session.sid, RevocationReason.REUSE_DETECTED, client)
             raise RefreshTokenReused()
+        if outcome is Outcome.STALE:
+            # Current within the window: a straggler (docs/sessions.md), never theft.
+            events.refresh("stale")
+            raise RefreshTokenSuperseded()
         if outcome is Outcome.REVOKED:
             assert session is not None
             events.refresh("revoked")

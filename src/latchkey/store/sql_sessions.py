@@ -65,6 +65,9 @@ def _session(row: Row[Any]) -> Session:
         scope=row.scope,
         user_agent=row.user_agent,
         address=row.address,
+        settled_generation=row.settled_generation,
+        mark_generation=row.mark_generation,
+        mark_at=row.mark_at,
     )
 
 

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Insert, Select, Update
 
@@ -23,7 +23,15 @@ from .tables import audit_events, sessions
 
 _c = sessions.c
 SESSION_COLUMNS = tuple(column.name for column in sessions.columns)
+# A new session has no marks yet (their column defaults); only a rotation writes them. So a
+# login also works against the schema before revision 0005, during a rolling upgrade.
+_MARK_COLUMNS = ("settled_generation", "mark_generation", "mark_at")
+NEW_SESSION_COLUMNS = tuple(name for name in SESSION_COLUMNS if name not in _MARK_COLUMNS)
 AUDIT_COLUMNS = ("at", "kind", "user_id", "username", "sid", "address", "user_agent", "reason")
+
+# When a rotation moves the marks (core.sessions.advance_marks): the mark is unset or older
+# than the window. Right-hand sides of an UPDATE read the row as it was before it.
+_MARK_MOVES = or_(_c.mark_at.is_(None), _c.mark_at < bindparam("mark_before"))
 
 # Rotation: one conditional UPDATE … RETURNING (docs/design.md §2 "Atomicity").
 ROTATE: Update = (
@@ -44,6 +52,9 @@ ROTATE: Update = (
         rotated_at=bindparam("now"),
         last_used_at=bindparam("now"),
         idle_expires_at=bindparam("new_idle_expires_at"),
+        settled_generation=case((_MARK_MOVES, _c.mark_generation), else_=_c.settled_generation),
+        mark_generation=case((_MARK_MOVES, _c.generation), else_=_c.mark_generation),
+        mark_at=case((_MARK_MOVES, _c.rotated_at), else_=_c.mark_at),
     )
     .returning(*sessions.columns)
 )
@@ -86,7 +97,7 @@ PG_ROTATE_AUDITED = Positional.compile(_rotate_audited())
 
 _SQLITE = sqlite.dialect(paramstyle="named")
 _ROTATE_SQL = str(ROTATE.compile(dialect=_SQLITE))
-_INSERT_SESSION_SQL = str(INSERT_SESSION.compile(dialect=_SQLITE, column_keys=SESSION_COLUMNS))
+_INSERT_SESSION_SQL = str(INSERT_SESSION.compile(dialect=_SQLITE, column_keys=NEW_SESSION_COLUMNS))
 _INSERT_AUDIT_SQL = str(INSERT_AUDIT.compile(dialect=_SQLITE, column_keys=AUDIT_COLUMNS))
 
 
@@ -100,6 +111,7 @@ def rotation_values(rotation: Rotation) -> dict[str, Any]:
         "new_hash": rotation.new_hash,
         "nonce": rotation.nonce,
         "new_idle_expires_at": rotation.idle_expires_at,
+        "mark_before": rotation.now - rotation.grace,
     }
 
 
@@ -120,7 +132,8 @@ def audit_rows(events: Iterable[AuditEvent]) -> list[dict[str, Any]]:
 
 
 def session_values(session: Session) -> dict[str, Any]:
-    return {name: getattr(session, name) for name in SESSION_COLUMNS}
+    """The columns of a new session's row."""
+    return {name: getattr(session, name) for name in NEW_SESSION_COLUMNS}
 
 
 def session_from(values: Iterable[Any]) -> Session:

@@ -49,6 +49,10 @@ sessions = Table(
     Column("scope", Text, nullable=False, server_default=""),
     Column("user_agent", String(512), nullable=True),
     Column("address", String(64), nullable=True),
+    # Bounds on when older generations stopped being current (core/sessions.py advance_marks).
+    Column("settled_generation", Integer, nullable=False, server_default="0"),
+    Column("mark_generation", Integer, nullable=False, server_default="0"),
+    Column("mark_at", Float, nullable=True),
     Index("ix_sessions_user_id", "user_id"),
     # The deny-list feed (revoked since …) and the purge (expired or revoked before …).
     Index("ix_sessions_revoked_at", "revoked_at"),

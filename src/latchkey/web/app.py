@@ -16,7 +16,13 @@ from starlette.routing import Route
 
 from ..bootstrap import Container, build
 from ..core.clock import Clock
-from ..core.errors import AccountDisabled, InvalidGrant, LatchkeyError, NotFound
+from ..core.errors import (
+    AccountDisabled,
+    InvalidGrant,
+    LatchkeyError,
+    NotFound,
+    RefreshTokenSuperseded,
+)
 from ..core.verifier import AccessClaims
 from ..guard.bearer import bearer_token
 from ..guard.starlette import VERIFIER_STATE
@@ -78,6 +84,9 @@ async def refresh(request: Request) -> Response:
     # Cookie mode; CsrfMiddleware has checked the request before it got here.
     try:
         pair = await container_of(request).tokens.refresh(cookie, client_of(request))
+    except RefreshTokenSuperseded as exc:
+        # A straggler: the browser already holds a newer cookie, which must stay.
+        return error_response(exc)
     except (InvalidGrant, AccountDisabled) as exc:
         response = error_response(exc)
         clear_refresh_cookie(response)  # it is of no use any more: the browser drops it
