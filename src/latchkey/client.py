@@ -42,6 +42,13 @@ _BEARER_CHALLENGE = re.compile(r"(?:^|,)\s*bearer(?=[\s,]|$)", re.IGNORECASE)
 # A refused refresh with these statuses cannot succeed later: the caller must log in again.
 _PERMANENT = frozenset({400, 401, 403})
 _NO_AUTH = httpx.Auth()  # sends a request as it is: logins and refreshes never pass this auth
+# A refresh whose answer is lost is sent again with the same refresh token: the service answers
+# a repeat within its grace window with the successor it already issued, and refuses a late
+# first attempt without ending the session (docs/sessions.md). Lost: no answer at all (a
+# timeout, a reset or refused connection), or a 5xx from something between the client and the
+# service. The service's own 503 ("temporarily_unavailable", Retry-After) is returned as is.
+_LOST_STATUS = frozenset({500, 502, 504})
+_LOST = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 @dataclass(frozen=True, repr=False)
@@ -141,6 +148,36 @@ class RefreshFailed(_Refused):
 
 
 @dataclass(frozen=True)
+class _Retry:
+    retries: int
+    backoff: float
+    window: float
+
+
+@dataclass
+class _Attempts:
+    """When one refresh is sent again after a lost answer: at most ``retries`` more times,
+    after ``backoff`` seconds doubling each time, and only while the next attempt starts
+    within ``window`` seconds of the first."""
+
+    retries: int
+    backoff: float
+    window: float
+    started: float
+    made: int = 1
+
+    def delay(self, now: float) -> float | None:
+        """The wait before the next attempt; None when there is none."""
+        if self.made > self.retries:
+            return None
+        delay: float = self.backoff * 2.0 ** (self.made - 1)
+        if now + delay - self.started > self.window:
+            return None
+        self.made += 1
+        return delay
+
+
+@dataclass(frozen=True)
 class _State:
     """The tokens and when to refresh them: one object, swapped whole, read without a lock."""
 
@@ -160,6 +197,12 @@ class LatchkeyAuth(httpx.Auth):
       causes no refresh.
     - One refresh at a time: requests that find a refresh under way wait for it and use its
       result (a ``threading.Lock`` for ``Client``, an ``anyio.Lock`` for ``AsyncClient``).
+    - A refresh whose answer is lost (a timeout, a reset or refused connection, a 500, 502
+      or 504) is sent again with the same refresh token, at most ``retries`` more times,
+      after ``retry_backoff`` seconds doubling each time, while the next attempt starts within
+      ``retry_for`` seconds of the first: the service answers it with the successor it may
+      already have issued. A 503 is not retried: it raises :class:`RefreshFailed` with
+      ``retry_after``. Keep ``retry_for`` below the service's ``LATCHKEY_REFRESH_GRACE``.
     - ``on_refresh`` gets each new :class:`Tokens`, to persist the rotated refresh token.
     - A refused refresh raises :class:`RefreshFailed`.
 
@@ -178,11 +221,19 @@ class LatchkeyAuth(httpx.Auth):
         leeway: float = 30.0,
         clock: Callable[[], float] = time.time,
         client: httpx.Client | httpx.AsyncClient | None = None,
+        retries: int = 2,
+        retry_backoff: float = 0.25,
+        retry_for: float = 8.0,
     ) -> None:
         if not refresh_token:
             raise ValueError("refresh_token is required")
         if not leeway >= 0:
             raise ValueError("leeway must be a number of seconds, 0 or more")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError("retries must be a whole number, 0 or more")
+        if not retry_backoff >= 0 or not retry_for >= 0:
+            raise ValueError("retry_backoff and retry_for must be numbers of seconds, 0 or more")
+        self._retry = _Retry(retries, float(retry_backoff), float(retry_for))
         self.refresh_url = _endpoint(base_url, "/auth/refresh")
         self._on_refresh = on_refresh
         self._leeway = float(leeway)
@@ -213,12 +264,17 @@ class LatchkeyAuth(httpx.Auth):
         on_refresh: OnRefresh | None = None,
         leeway: float = 30.0,
         clock: Callable[[], float] = time.time,
+        retries: int = 2,
+        retry_backoff: float = 0.25,
+        retry_for: float = 8.0,
     ) -> LatchkeyAuth:
         """Log in with ``POST {base_url}/auth/login`` through ``client``, which then also
-        sends the refreshes. ``on_refresh`` is called with the first tokens too. Raises
+        sends the refreshes. ``on_refresh`` is called with the first tokens too; ``retries``,
+        ``retry_backoff`` and ``retry_for`` are as for the constructor. Raises
         :class:`LoginFailed`."""
         tokens = _run(_login_flow(base_url, username, password, clock), _poster(client))
-        auth = cls._from_tokens(base_url, tokens, on_refresh, leeway, clock, client)
+        retry = _Retry(retries, retry_backoff, retry_for)
+        auth = cls._from_tokens(base_url, tokens, on_refresh, leeway, clock, client, retry)
         auth._notify(tokens)
         return auth
 
@@ -233,11 +289,15 @@ class LatchkeyAuth(httpx.Auth):
         on_refresh: OnRefresh | None = None,
         leeway: float = 30.0,
         clock: Callable[[], float] = time.time,
+        retries: int = 2,
+        retry_backoff: float = 0.25,
+        retry_for: float = 8.0,
     ) -> LatchkeyAuth:
         """:meth:`login` for an ``AsyncClient``; ``on_refresh`` may be async."""
         flow = _login_flow(base_url, username, password, clock)
         tokens = await _arun(flow, _aposter(client))
-        auth = cls._from_tokens(base_url, tokens, on_refresh, leeway, clock, client)
+        retry = _Retry(retries, retry_backoff, retry_for)
+        auth = cls._from_tokens(base_url, tokens, on_refresh, leeway, clock, client, retry)
         await auth._anotify(tokens)
         return auth
 
@@ -250,6 +310,7 @@ class LatchkeyAuth(httpx.Auth):
         leeway: float,
         clock: Callable[[], float],
         client: httpx.Client | httpx.AsyncClient,
+        retry: _Retry,
     ) -> LatchkeyAuth:
         auth = cls(
             base_url,
@@ -258,6 +319,9 @@ class LatchkeyAuth(httpx.Auth):
             leeway=leeway,
             clock=clock,
             client=client,
+            retries=retry.retries,
+            retry_backoff=retry.backoff,
+            retry_for=retry.window,
         )
         auth._state = auth._fresh_state(tokens)
         return auth
@@ -308,15 +372,28 @@ class LatchkeyAuth(httpx.Auth):
         if _replayable(request):
             yield _authorize(request, state)
 
-    def _refresh_flow(self, seen: _State) -> Generator[_Post, httpx.Response, _State | None]:
+    def _refresh_flow(self, seen: _State) -> Generator[_Post | _Wait, Any, _State | None]:
         """Refresh, under the refresh lock, unless another refresh happened since ``seen``
-        was read: the new state, or ``None`` when the current one is to be used."""
+        was read: the new state, or ``None`` when the current one is to be used. A lost
+        answer is sent again with the same refresh token (see the class)."""
         self._raise_if_failed()
         if self._state is not seen:
             return None  # someone else refreshed while we waited
         started = self._clock()
-        response = yield _Post(self.refresh_url, {"refresh_token": seen.tokens.refresh_token})
-        return self._accept(response, started)
+        retry = self._retry
+        attempts = _Attempts(retry.retries, retry.backoff, retry.window, started)
+        body = {"refresh_token": seen.tokens.refresh_token}
+        while True:
+            outcome: httpx.Response | Exception = yield _Post(self.refresh_url, body, lost_ok=True)
+            lost = isinstance(outcome, Exception) or outcome.status_code in _LOST_STATUS
+            delay = attempts.delay(self._clock()) if lost else None
+            if delay is None:
+                if isinstance(outcome, Exception):
+                    raise outcome
+                return self._accept(outcome, started)
+            what = outcome.status_code if isinstance(outcome, httpx.Response) else outcome
+            log.info("refresh answer lost (%r); same refresh token again in %.2f s", what, delay)
+            yield _Wait(delay)
 
     def _accept(self, response: httpx.Response, started: float) -> _State:
         """Take the new tokens of a refresh response, or raise :class:`RefreshFailed`."""
@@ -449,10 +526,19 @@ _Step: TypeAlias = httpx.Request | _Refresh
 
 @dataclass(frozen=True)
 class _Post:
-    """POST ``body`` as JSON to ``url``, past any auth (logins and refreshes)."""
+    """POST ``body`` as JSON to ``url``, past any auth (logins and refreshes). With
+    ``lost_ok``, a lost answer (:data:`_LOST`) is handed back to the flow, not raised."""
 
     url: httpx.URL
     body: Mapping[str, str]
+    lost_ok: bool = False
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """Sleep ``seconds`` (a thread sleeps, a task awaits)."""
+
+    seconds: float
 
 
 _T = TypeVar("_T")
@@ -467,7 +553,7 @@ def _login_flow(
     return _login_tokens(response, started)
 
 
-def _run(flow: Generator[_Post, httpx.Response, _T], post: Callable[[_Post], httpx.Response]) -> _T:
+def _run(flow: Generator[_Post | _Wait, Any, _T], post: Callable[[_Post], httpx.Response]) -> _T:
     """Drive a login or refresh flow to its result, sending each POST with ``post``."""
     answer: Any = None
     while True:
@@ -476,11 +562,20 @@ def _run(flow: Generator[_Post, httpx.Response, _T], post: Callable[[_Post], htt
         except StopIteration as done:
             result: _T = done.value
             return result
-        answer = post(step)
+        if isinstance(step, _Wait):
+            time.sleep(step.seconds)
+            answer = None
+            continue
+        try:
+            answer = post(step)
+        except _LOST as exc:
+            if not step.lost_ok:
+                raise
+            answer = exc
 
 
 async def _arun(
-    flow: Generator[_Post, httpx.Response, _T],
+    flow: Generator[_Post | _Wait, Any, _T],
     post: Callable[[_Post], Awaitable[httpx.Response]],
 ) -> _T:
     """:func:`_run` for tasks."""
@@ -491,7 +586,16 @@ async def _arun(
         except StopIteration as done:
             result: _T = done.value
             return result
-        answer = await post(step)
+        if isinstance(step, _Wait):
+            await anyio.sleep(step.seconds)
+            answer = None
+            continue
+        try:
+            answer = await post(step)
+        except _LOST as exc:
+            if not step.lost_ok:
+                raise
+            answer = exc
 
 
 def _poster(client: httpx.Client) -> Callable[[_Post], httpx.Response]:
