@@ -14,13 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster_support import TwoInstances, alogin, bearer, check_logout_reaches, refresh
+from cluster_support import Instance, TwoInstances, alogin, bearer, check_logout_reaches, refresh
 
 from latchkey.adapters.keyfiles import parse_secret
 from latchkey.bootstrap import build
 from latchkey.core.keyring import StoredKey
 from latchkey.core.keys import SigningKey
 from latchkey.core.sealing import Sealer
+from storm import ZERO, HeldBackRequest, Ledger, run_chain
 
 pytestmark = pytest.mark.e2e
 
@@ -146,3 +147,53 @@ async def test_instances_share_keys_and_pick_up_a_new_one(
         fresh = await alogin(b, "alice")
         for client in (a, b):
             assert (await client.get("/auth/me", headers=bearer(fresh))).status_code == 200
+
+
+def port_of(instance: Instance) -> int:
+    return int(instance.base_url.rsplit(":", 1)[1])
+
+
+async def test_delayed_duplicate_across_two_instances_ends_nothing(
+    two_instances: TwoInstances,
+) -> None:
+    """T0's first request to A is held back; its retry on B rotates T0 → T1, A rotates T1 →
+    T2; then the first request completes on A: refused, and sessions lost 0, forks 0,
+    acknowledged rotations lost 0 (docs/guarantees.md)."""
+    ledger = Ledger()
+    async with two_instances.a.async_client() as a, two_instances.b.async_client() as b:
+        pair = await alogin(a, "alice")
+        ledger.acknowledged[0] = pair
+        straggler = HeldBackRequest(port_of(two_instances.a), pair["refresh_token"])
+        try:
+            for client in (b, a):
+                token = ledger.acknowledged[0]["refresh_token"]
+                response = await refresh(client, token)
+                assert response.status_code == 200, response.text
+                ledger.answered(0, token, response.json())
+        finally:
+            status, body = await asyncio.to_thread(straggler.finish)
+        assert (status, body["error"]) == (401, "invalid_grant"), body
+        for client in (a, b):
+            me = await client.get("/auth/me", headers=bearer(ledger.acknowledged[0]))
+            assert me.status_code == 200, me.text
+        count = await ledger.count(b)
+    assert count == ZERO, str(count)
+
+
+async def test_storm_with_timeouts_across_two_instances(two_instances: TwoInstances) -> None:
+    """Chains whose every attempt alternates between the instances, every other first
+    attempt timing out on the client and retried with the same token: 0/0/0."""
+    ledger = Ledger()
+    refused: list[str] = []
+    async with two_instances.a.async_client() as a, two_instances.b.async_client() as b:
+        pairs = [await alogin((a, b)[n % 2], "alice") for n in range(6)]
+        await asyncio.gather(
+            *(
+                run_chain((a, b)[n % 2], n, pair, ledger, rotations=6, first_timeout=0.02,
+                          refused=refused)
+                for n, pair in enumerate(pairs)
+            )
+        )  # fmt: skip
+        count = await ledger.count(a)
+    assert not refused, refused
+    assert count == ZERO, str(count)

@@ -147,6 +147,7 @@ class Processes:
         issuer_port: int | None = None,
         issuer_host: str = "127.0.0.1",
         wait: bool = True,
+        workers: int = 1,
         **settings: str,
     ) -> Server:
         """``latchkey serve`` on a free port; the issuer is this server's URL unless given."""
@@ -157,7 +158,8 @@ class Processes:
             **settings,
         )
         command = [sys.executable, "-m", "latchkey", "serve", "--host", "127.0.0.1"]
-        server = self._spawn("latchkey", [*command, "--port", str(port)], port, env)
+        command += ["--port", str(port), "--workers", str(workers)]
+        server = self._spawn("latchkey", command, port, env)
         if wait:
             self.wait_ready(server, "/healthz")
         return server

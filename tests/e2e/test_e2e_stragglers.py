@@ -3,45 +3,12 @@
 
 from __future__ import annotations
 
-import json
-import socket
-from typing import Any
-
 import httpx
 import pytest
 
+from storm import HeldBackRequest
+
 pytestmark = pytest.mark.e2e
-
-SOCKET_TIMEOUT = 30.0
-
-
-class HeldBackRequest:
-    """``POST /auth/refresh`` sent over a raw socket but for the body's last byte, which
-    :meth:`finish` sends later; the server has the request and waits for the rest."""
-
-    def __init__(self, port: int, refresh_token: str) -> None:
-        body = json.dumps({"refresh_token": refresh_token}).encode()
-        head = (
-            "POST /auth/refresh HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
-        ).encode()
-        self._last = body[-1:]
-        self._sock = socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT)
-        self._sock.sendall(head + body[:-1])
-
-    def finish(self) -> tuple[int, dict[str, Any]]:
-        """Send the last byte; the status and JSON body of the answer."""
-        self._sock.sendall(self._last)
-        chunks = []
-        while chunk := self._sock.recv(65536):
-            chunks.append(chunk)
-        self._sock.close()
-        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        return status, json.loads(body)
 
 
 def test_straggler_does_not_end_the_session(shared_latchkey, login) -> None:
