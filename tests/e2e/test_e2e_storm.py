@@ -5,6 +5,7 @@ sessions lost 0, forks 0, acknowledged rotations lost 0."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 
@@ -134,10 +135,48 @@ async def test_kill_9_of_the_server_mid_storm_loses_nothing(processes) -> None:
     assert count == ZERO, str(count)
 
 
-def test_workers_option_is_passed(processes) -> None:
-    """The two-worker storm above runs two worker processes (the supervisor's children)."""
-    server, _ = serve(processes, workers=2)
-    children = subprocess.run(
+def workers_of(server) -> list[int]:
+    """The worker processes of a ``--workers N`` server (the supervisor's children)."""
+    found = subprocess.run(
         ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True, check=False
     ).stdout.split()
-    assert len(children) >= 2, children
+    return [int(pid) for pid in found]
+
+
+def test_workers_option_is_passed(processes) -> None:
+    """The two-worker storms here run two worker processes."""
+    server, _ = serve(processes, workers=2)
+    assert len(workers_of(server)) >= 2
+
+
+async def test_kill_9_of_one_worker_mid_storm_loses_nothing(processes) -> None:
+    """Two workers; kill -9 of one once every chain has rotated twice. The chains go on
+    (a dropped request is retried with the same token) until each has rotated twice more,
+    through the other worker or the one started in its place: 0/0/0."""
+    server, _ = serve(processes, workers=2)
+    ledger = Ledger()
+    refused: list[str] = []
+    async with server.async_client() as client:
+        pairs = await logins(client, CHAINS)
+        stop = asyncio.Event()
+        chains = [
+            asyncio.create_task(
+                run_chain(
+                    client, n, pair, ledger, rotations=1_000, give_up=stop.is_set, refused=refused
+                )
+            )
+            for n, pair in enumerate(pairs)
+        ]
+        while not all(ledger.rotations[n] >= 2 for n in range(CHAINS)):
+            await asyncio.sleep(0.01)
+        victim = workers_of(server)[0]
+        os.kill(victim, signal.SIGKILL)
+        at_kill = dict(ledger.rotations)
+        while not all(ledger.rotations[n] >= at_kill[n] + 2 for n in range(CHAINS)):
+            assert all(not chain.done() for chain in chains), refused
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.gather(*chains)
+        count = await ledger.count(client)
+    assert not refused, refused
+    assert count == ZERO, str(count)
