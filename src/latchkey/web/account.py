@@ -22,9 +22,11 @@ from importlib.resources import files
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from ..core.errors import NotFound
+from .bodies import ErrorResponse
+from .contract import Answer, operation, route
 from .errors import error_response
 
 CONTENT_SECURITY_POLICY = (
@@ -68,11 +70,28 @@ def _serve(request: Request, file: _File, cache_control: str) -> Response:
     return Response(file.body, media_type=file.media_type, headers=headers)
 
 
+@operation(
+    "GET",
+    "The account page: sign in, sessions, sign out, change password",
+    answers={200: Answer("HTML", media_type="text/html")},
+    reaches_store=False,
+)
 async def account_page(request: Request) -> Response:
     # no-store: the page is small, and a shared cache has no business keeping it.
     return _serve(request, _PAGE, "no-store")
 
 
+@operation(
+    "GET",
+    "The account page's script, style sheet and icon",
+    path_parameters={"asset": {"type": "string", "enum": ["app.js", "app.css", "icon.svg"]}},
+    answers={
+        200: Answer("The file"),
+        304: Answer("Not modified (ETag)"),
+        404: Answer("not_found: no such file", ErrorResponse),
+    },
+    reaches_store=False,
+)
 async def account_asset(request: Request) -> Response:
     asset = _ASSETS.get(request.path_params["asset"])
     if asset is None:
@@ -83,9 +102,9 @@ async def account_asset(request: Request) -> Response:
     return _serve(request, asset, "no-cache")
 
 
-ACCOUNT_ROUTES = [
-    Route("/account", account_page, methods=["GET"]),
+ACCOUNT_ROUTES: list[BaseRoute] = [
+    route("/account", account_page),
     # {asset:path}: every GET under /account/ is answered here, unknown names with a 404
     # that carries the security headers too.
-    Route("/account/{asset:path}", account_asset, methods=["GET"]),
+    route("/account/{asset:path}", account_asset),
 ]

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from ..bootstrap import Container, build
 from ..core.clock import Clock
@@ -30,24 +30,52 @@ from ..services import TokenPair
 from ..settings import Settings, origin_of
 from .account import ACCOUNT_ROUTES
 from .bodies import (
+    CookieTokenResponse,
+    ErrorResponse,
     LoginRequest,
     LogoutRequest,
+    MeResponse,
     PasswordChangeRequest,
     RefreshRequest,
     RegisterRequest,
+    RegisterResponse,
+    SessionsResponse,
+    TokenResponse,
     parse,
     read_json,
     read_optional_json,
 )
-from .cookies import clear_refresh_cookie, refresh_cookie, set_refresh_cookie, without_refresh_token
+from .contract import BEARER, Answer, Header, operation, route
+from .cookies import (
+    COOKIE_NAME,
+    COOKIE_PATH,
+    clear_refresh_cookie,
+    refresh_cookie,
+    set_refresh_cookie,
+    without_refresh_token,
+)
 from .cors import cors_middleware
 from .csrf import CsrfMiddleware, OriginPolicy
 from .errors import NO_STORE, error_response, on_http_error, on_latchkey_error, on_unexpected
 from .middleware import MetricsMiddleware, RequestIdMiddleware
 from .oauth import OAUTH_ROUTES
-from .openapi import docs_html, openapi_spec
+from .openapi import CSRF, RETRY_AFTER, docs_html, openapi_spec
 from .ops import OPS_ROUTES
 from .requests import client_of, container_of
+
+_PAIR = Answer(
+    "Token pair. In cookie mode without refresh_token, which is set in the "
+    f"{COOKIE_NAME} cookie (HttpOnly; Secure; SameSite=Strict; Path={COOKIE_PATH}; "
+    "Max-Age=refresh_expires_in)",
+    headers=(Header("Set-Cookie", "Cookie mode only: the refresh cookie"),),
+    alternatives=(TokenResponse, CookieTokenResponse),
+)
+_CLEARS_COOKIE = Header("Set-Cookie", f"With the refresh cookie: {COOKIE_NAME}=; Max-Age=0")
+_THROTTLED = "too_many_requests: failed attempts; see Retry-After"
+
+
+def _error(description: str, *headers: Header) -> Answer:
+    return Answer(description, ErrorResponse, headers=headers)
 
 
 def _tokens(pair: dict[str, Any]) -> JSONResponse:
@@ -61,6 +89,21 @@ def _cookie_tokens(pair: TokenPair) -> JSONResponse:
     return response
 
 
+@operation(
+    "POST",
+    "Log in with username and password; start a session",
+    description='`"cookie": true` (or no `cookie` and LATCHKEY_COOKIE_DEFAULT=true) asks for '
+    "cookie mode: the refresh token is set in an HttpOnly cookie instead of the body, and the "
+    f"request needs {CSRF.name}: 1 from an allowed origin.",
+    body=LoginRequest,
+    headers=(CSRF,),
+    answers={
+        200: _PAIR,
+        401: _error("invalid_grant: unknown user or wrong password (one answer)"),
+        403: _error("account_disabled: right password, disabled account"),
+        429: _error(_THROTTLED, RETRY_AFTER),
+    },
+)
 async def login(request: Request) -> Response:
     body = parse(LoginRequest, await read_json(request, request.app.state.max_body))
     cookie_mode = request.app.state.cookie_default if body.cookie is None else body.cookie
@@ -73,6 +116,26 @@ async def login(request: Request) -> Response:
     return _cookie_tokens(pair) if cookie_mode else _tokens(pair.as_dict())
 
 
+@operation(
+    "POST",
+    "Rotate a refresh token: new access token and new refresh token",
+    description="Every refresh token works once. Reusing an older one outside the grace window "
+    "revokes the whole session; retrying the previous one within the window returns the same "
+    "successor. Header mode: `refresh_token` in the body. Cookie mode: no `refresh_token` (no "
+    "body, or `{}`) and the refresh cookie; the successor is set in the cookie; a 401 or an "
+    "account_disabled 403 clears it (a cross-site 403 does not).",
+    body=RefreshRequest,
+    body_required=False,
+    security=({}, {"refresh_cookie": ()}),
+    answers={
+        200: _PAIR,
+        401: _error(
+            "invalid_grant: invalid, expired, reused or revoked; or no refresh token at all",
+            _CLEARS_COOKIE,
+        ),
+        403: _error("account_disabled: the session's account is disabled", _CLEARS_COOKIE),
+    },
+)
 async def refresh(request: Request) -> Response:
     body = parse(RefreshRequest, await read_optional_json(request, request.app.state.max_body))
     if body.refresh_token is not None:  # header mode
@@ -94,6 +157,20 @@ async def refresh(request: Request) -> Response:
     return _cookie_tokens(pair)
 
 
+@operation(
+    "POST",
+    "End the session of a bearer access token or of a refresh token",
+    description="The bearer token's session, else the refresh cookie's, else the body's refresh "
+    "token's. With the refresh cookie, a 204 or an invalid_grant 401 clears it; other failures "
+    "(403, 429, 503, a bad bearer token) leave it, so that logging out can be tried again.",
+    body=LogoutRequest,
+    body_required=False,
+    security=({"bearer": ()}, {"refresh_cookie": ()}, {}),
+    answers={
+        204: Answer("Session revoked", headers=(_CLEARS_COOKIE,)),
+        401: _error("invalid_token or invalid_grant: no valid credentials"),
+    },
+)
 async def logout(request: Request) -> Response:
     cookie = refresh_cookie(request)
     if cookie is None:
@@ -133,10 +210,22 @@ def _claims(request: Request) -> AccessClaims:
     return container_of(request).tokens.verify_access_token(bearer_token(authorization))
 
 
+@operation(
+    "GET",
+    "Who the bearer token belongs to",
+    security=BEARER,
+    answers={200: Answer("Identity", MeResponse)},
+)
 async def me(request: Request) -> Response:
     return JSONResponse(await container_of(request).tokens.me(_claims(request)), headers=NO_STORE)
 
 
+@operation(
+    "POST",
+    "End every session of the bearer's user, this one included",
+    security=BEARER,
+    answers={204: Answer("Every session revoked", headers=(_CLEARS_COOKIE,))},
+)
 async def logout_all(request: Request) -> Response:
     await container_of(request).sessions.logout_all(_claims(request), client_of(request))
     response = Response(status_code=204, headers=NO_STORE)
@@ -145,11 +234,26 @@ async def logout_all(request: Request) -> Response:
     return response
 
 
+@operation(
+    "GET",
+    "The bearer's live sessions; `current` marks the caller's own",
+    security=BEARER,
+    answers={200: Answer("Sessions", SessionsResponse)},
+)
 async def list_sessions(request: Request) -> Response:
     views = await container_of(request).sessions.sessions_of(_claims(request))
     return JSONResponse({"sessions": [view.as_dict() for view in views]}, headers=NO_STORE)
 
 
+@operation(
+    "DELETE",
+    "End one of the bearer's own sessions",
+    security=BEARER,
+    answers={
+        204: Answer("Session revoked"),
+        404: _error("not_found: no live session of the bearer with this id"),
+    },
+)
 async def end_session(request: Request) -> Response:
     claims = _claims(request)
     sid = request.path_params["sid"]
@@ -157,6 +261,20 @@ async def end_session(request: Request) -> Response:
     return Response(status_code=204, headers=NO_STORE)
 
 
+@operation(
+    "POST",
+    "Change the password; every other session is revoked",
+    body=PasswordChangeRequest,
+    security=BEARER,
+    answers={
+        204: Answer("Changed; this session goes on"),
+        400: _error(
+            "invalid_grant: current password wrong; invalid_request: the new password breaks "
+            "the policy, or the body is malformed"
+        ),
+        429: _error("too_many_requests: wrong current passwords; see Retry-After", RETRY_AFTER),
+    },
+)
 async def change_password(request: Request) -> Response:
     claims = _claims(request)
     body = parse(PasswordChangeRequest, await read_json(request, request.app.state.max_body))
@@ -166,6 +284,18 @@ async def change_password(request: Request) -> Response:
     return Response(status_code=204, headers=NO_STORE)
 
 
+@operation(
+    "POST",
+    "Create an account (only with LATCHKEY_ALLOW_REGISTRATION=true)",
+    body=RegisterRequest,
+    answers={
+        201: Answer("Created", RegisterResponse),
+        400: _error("invalid_request: username or password rules, or a malformed body"),
+        404: _error("not_found: registration is off"),
+        409: _error("conflict: the username is taken"),
+        429: _error("too_many_requests: see Retry-After", RETRY_AFTER),
+    },
+)
 async def register(request: Request) -> Response:
     accounts = container_of(request).accounts
     if not accounts.allow_registration:
@@ -177,6 +307,12 @@ async def register(request: Request) -> Response:
     )
 
 
+@operation(
+    "GET",
+    "Public keys that verify access tokens (RFC 7517)",
+    answers={200: Answer("JWK Set", schema={"type": "object"})},
+    reaches_store=False,
+)
 async def jwks(request: Request) -> Response:
     # RFC 7517 §5; cacheable, so that resource servers do not fetch it per request. Keep the
     # max-age below LATCHKEY_KEY_PREPUBLISH (600 s): a rotated key is then in every cached
@@ -186,6 +322,12 @@ async def jwks(request: Request) -> Response:
     )
 
 
+@operation(
+    "GET",
+    "Authorization server metadata (RFC 8414)",
+    answers={200: Answer("Metadata", schema={"type": "object"})},
+    reaches_store=False,
+)
 async def metadata(request: Request) -> Response:
     return JSONResponse(
         server_metadata(container_of(request)), headers={"Cache-Control": "public, max-age=300"}
@@ -223,33 +365,60 @@ def server_metadata(container: Container) -> dict[str, Any]:
     }
 
 
+@operation(
+    "GET",
+    "Liveness",
+    answers={200: Answer("Alive", schema={"type": "object"})},
+    reaches_store=False,
+)
 async def healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+@operation(
+    "GET",
+    "This description",
+    answers={200: Answer("OpenAPI document", schema={"type": "object"})},
+    reaches_store=False,
+)
 async def openapi(request: Request) -> Response:
-    return JSONResponse(openapi_spec(container_of(request).settings.issuer))
+    return JSONResponse(_spec(request))
 
 
+@operation(
+    "GET",
+    "This description as a page",
+    answers={200: Answer("HTML", media_type="text/html")},
+    reaches_store=False,
+)
 async def docs(request: Request) -> Response:
-    return HTMLResponse(docs_html(openapi_spec(container_of(request).settings.issuer)))
+    return HTMLResponse(docs_html(_spec(request)))
 
 
-ROUTES = [
-    Route("/auth/login", login, methods=["POST"]),
-    Route("/auth/refresh", refresh, methods=["POST"]),
-    Route("/auth/logout", logout, methods=["POST"]),
-    Route("/auth/logout-all", logout_all, methods=["POST"]),
-    Route("/auth/me", me, methods=["GET"]),
-    Route("/auth/sessions", list_sessions, methods=["GET"]),
-    Route("/auth/sessions/{sid}", end_session, methods=["DELETE"]),
-    Route("/auth/password", change_password, methods=["POST"]),
-    Route("/auth/register", register, methods=["POST"]),
-    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
-    Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/openapi.json", openapi, methods=["GET"]),
-    Route("/docs", docs, methods=["GET"]),
+def _spec(request: Request) -> dict[str, Any]:
+    """The app's document, made once from its routes' declarations."""
+    state = request.app.state
+    if getattr(state, "openapi", None) is None:
+        state.openapi = openapi_spec(request.app.routes, container_of(request).settings.issuer)
+    spec: dict[str, Any] = state.openapi
+    return spec
+
+
+ROUTES: list[BaseRoute] = [
+    route("/auth/login", login),
+    route("/auth/refresh", refresh),
+    route("/auth/logout", logout),
+    route("/auth/logout-all", logout_all),
+    route("/auth/me", me),
+    route("/auth/sessions", list_sessions),
+    route("/auth/sessions/{sid}", end_session),
+    route("/auth/password", change_password),
+    route("/auth/register", register),
+    route("/.well-known/jwks.json", jwks),
+    route("/.well-known/oauth-authorization-server", metadata),
+    route("/healthz", healthz),
+    route("/openapi.json", openapi),
+    route("/docs", docs),
 ]
 
 

@@ -7,14 +7,23 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from ..core.clients import Client, parse_basic
 from ..core.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
 from ..services import OAuthService, TokenPair
-from .bodies import parse
+from .bodies import ErrorResponse, parse
+from .contract import Answer, operation, route
 from .errors import NO_STORE
-from .forms import IntrospectForm, RevokeForm, TokenForm, read_form
+from .forms import (
+    FORM,
+    IntrospectForm,
+    IntrospectionResponse,
+    OAuthTokenResponse,
+    RevokeForm,
+    TokenForm,
+    read_form,
+)
 from .requests import client_of, container_of
 
 
@@ -35,6 +44,25 @@ def token_response(pair: TokenPair) -> dict[str, Any]:
     return body
 
 
+@operation(
+    "POST",
+    "OAuth token endpoint: grant_type=refresh_token (RFC 6749 §6)",
+    description="The rules of /auth/refresh (rotation, grace window, reuse detection) with "
+    "OAuth's form body and errors. Public clients: no client authentication; a client_id is "
+    "ignored. `scope` may narrow the new access token's scope, never widen it. There is no "
+    "password grant: log in at /auth/login.",
+    body=TokenForm,
+    body_media_type=FORM,
+    answers={
+        200: Answer("Tokens (RFC 6749 §5.1)", OAuthTokenResponse),
+        400: Answer(
+            "invalid_request: not a form, a parameter missing or repeated; "
+            "unsupported_grant_type; invalid_grant: invalid, expired, revoked or reused refresh "
+            "token, or disabled account; invalid_scope",
+            ErrorResponse,
+        ),
+    },
+)
 async def token(request: Request) -> Response:
     form = await _form(request)
     grant_type = form.get("grant_type")
@@ -47,6 +75,18 @@ async def token(request: Request) -> Response:
     return JSONResponse(token_response(pair), headers=NO_STORE)  # RFC 6749 §5.1
 
 
+@operation(
+    "POST",
+    "Revoke a refresh or access token: its session ends (RFC 7009)",
+    description="Public clients: no client authentication. Unknown, invalid or expired tokens "
+    "get the same 200 (RFC 7009 §2.2).",
+    body=RevokeForm,
+    body_media_type=FORM,
+    answers={
+        200: Answer("Revoked, or nothing to revoke (empty body)"),
+        400: Answer("invalid_request: not a form, token missing or repeated", ErrorResponse),
+    },
+)
 async def revoke(request: Request) -> Response:
     body = parse(RevokeForm, await _form(request))
     await _oauth(request).revoke(body.token, client_of(request))
@@ -70,6 +110,26 @@ async def _authenticated(request: Request, oauth: OAuthService, form: dict[str, 
     return await oauth.authenticate(client_id, secret)
 
 
+@operation(
+    "POST",
+    "Token introspection for resource servers (RFC 7662)",
+    description="Needs a registered client's credentials (`latchkey clients add`), by one "
+    "method: HTTP Basic (client_secret_basic) or client_id and client_secret in the form "
+    "(client_secret_post), never both. Anything invalid, expired or revoked is "
+    '`{"active": false}`.',
+    body=IntrospectForm,
+    body_media_type=FORM,
+    security=({"client_basic": ()}, {}),
+    answers={
+        200: Answer("Introspection", IntrospectionResponse),
+        400: Answer(
+            "invalid_request: not a form, token missing or repeated, or two client "
+            "authentication methods",
+            ErrorResponse,
+        ),
+        401: Answer("invalid_client: no, unknown or wrong client credentials", ErrorResponse),
+    },
+)
 async def introspect(request: Request) -> Response:
     form = await _form(request)
     oauth = _oauth(request)
@@ -78,8 +138,8 @@ async def introspect(request: Request) -> Response:
     return JSONResponse(await oauth.introspect(body.token), headers=NO_STORE)
 
 
-OAUTH_ROUTES = [
-    Route("/oauth/token", token, methods=["POST"]),
-    Route("/oauth/revoke", revoke, methods=["POST"]),
-    Route("/oauth/introspect", introspect, methods=["POST"]),
+OAUTH_ROUTES: list[BaseRoute] = [
+    route("/oauth/token", token),
+    route("/oauth/revoke", revoke),
+    route("/oauth/introspect", introspect),
 ]

@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from ..ops.metrics import Metrics, exposition
+from .contract import Answer, operation, route
 from .errors import NO_STORE
 
 log = logging.getLogger("latchkey.web")
@@ -33,6 +34,15 @@ async def _check(name: str, probe: Probe) -> str:
     return "ok"
 
 
+@operation(
+    "GET",
+    "Readiness: the database (and Redis when configured) answer",
+    answers={
+        200: Answer("Ready", schema={"type": "object"}),
+        503: Answer("A dependency is unavailable", schema={"type": "object"}),
+    },
+    reaches_store=False,  # a fault is its 503, declared above
+)
 async def readyz(request: Request) -> Response:
     """200 when the database (and Redis, when configured) answer; else 503 + Retry-After."""
     state = request.app.state
@@ -54,13 +64,16 @@ async def readyz(request: Request) -> Response:
     )
 
 
+@operation(
+    "GET",
+    "Prometheus metrics (text exposition format)",
+    answers={200: Answer("Metrics", media_type="text/plain")},
+    reaches_store=False,
+)
 async def metrics_endpoint(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
     body, media_type = exposition(metrics)
     return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 
-OPS_ROUTES = [
-    Route("/readyz", readyz, methods=["GET"]),
-    Route("/metrics", metrics_endpoint, methods=["GET"]),
-]
+OPS_ROUTES: list[BaseRoute] = [route("/readyz", readyz), route("/metrics", metrics_endpoint)]
