@@ -7,7 +7,6 @@ them with the same ring and its deny-list of revoked sessions (docs/design.md §
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..core.access import AccessTokenIssuer
 from ..core.refresh import RefreshToken, RefreshTokenCodec
@@ -22,21 +21,12 @@ class TokenPair:
     refresh_token: str
     refresh_expires_in: int
     token_type: str = "Bearer"
-    scope: str = ""  # the access token's; not in as_dict (docs/design.md §4), /oauth/token adds it
+    scope: str = ""  # the access token's; only /oauth/token tells it (docs/design.md §4)
 
     def __repr__(self) -> str:
         return (
             f"TokenPair(expires_in={self.expires_in}, refresh_expires_in={self.refresh_expires_in})"
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "access_token": self.access_token,
-            "token_type": self.token_type,
-            "expires_in": self.expires_in,
-            "refresh_token": self.refresh_token,
-            "refresh_expires_in": self.refresh_expires_in,
-        }
 
 
 class AccessTokens:

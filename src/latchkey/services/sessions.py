@@ -4,7 +4,6 @@ the background work that keeps every instance's deny-list and the tables current
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..adapters.revocations import LiveRevocations, Revocations
 from ..core.clock import Clock
@@ -33,17 +32,6 @@ class SessionView:
     user_agent: str | None
     address: str | None
     current: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.sid,
-            "created_at": int(self.created_at),
-            "last_used_at": int(self.last_used_at),
-            "expires_at": int(self.expires_at),
-            "user_agent": self.user_agent,
-            "address": self.address,
-            "current": self.current,
-        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,12 +26,14 @@ from ..core.errors import (
 from ..core.verifier import AccessClaims
 from ..guard.bearer import bearer_token
 from ..guard.starlette import VERIFIER_STATE
-from ..services import TokenPair
+from ..services import SessionView, TokenPair
 from ..settings import Settings, origin_of
 from .account import ACCOUNT_ROUTES
 from .bodies import (
     CookieTokenResponse,
     ErrorResponse,
+    Health,
+    JwkSet,
     LoginRequest,
     LogoutRequest,
     MeResponse,
@@ -39,20 +41,21 @@ from .bodies import (
     RefreshRequest,
     RegisterRequest,
     RegisterResponse,
+    ServerMetadata,
+    SessionResponse,
     SessionsResponse,
     TokenResponse,
     parse,
     read_json,
     read_optional_json,
 )
-from .contract import BEARER, Answer, Header, operation, route
+from .contract import BEARER, Answer, Header, operation, respond, route
 from .cookies import (
     COOKIE_NAME,
     COOKIE_PATH,
     clear_refresh_cookie,
     refresh_cookie,
     set_refresh_cookie,
-    without_refresh_token,
 )
 from .cors import cors_middleware
 from .csrf import CsrfMiddleware, OriginPolicy
@@ -78,13 +81,26 @@ def _error(description: str, *headers: Header) -> Answer:
     return Answer(description, ErrorResponse, headers=headers)
 
 
-def _tokens(pair: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(pair, headers=NO_STORE)
+def _tokens(pair: TokenPair) -> JSONResponse:
+    return respond(
+        TokenResponse(
+            access_token=pair.access_token,
+            expires_in=pair.expires_in,
+            refresh_token=pair.refresh_token,
+            refresh_expires_in=pair.refresh_expires_in,
+        )
+    )
 
 
 def _cookie_tokens(pair: TokenPair) -> JSONResponse:
     """Cookie mode (docs/browser.md): the refresh token in the cookie, not in the body."""
-    response = _tokens(without_refresh_token(pair.as_dict()))
+    response = respond(
+        CookieTokenResponse(
+            access_token=pair.access_token,
+            expires_in=pair.expires_in,
+            refresh_expires_in=pair.refresh_expires_in,
+        )
+    )
     set_refresh_cookie(response, pair.refresh_token, pair.refresh_expires_in)
     return response
 
@@ -113,7 +129,7 @@ async def login(request: Request) -> Response:
     pair = await container_of(request).tokens.login(
         body.username, body.password, client_of(request)
     )
-    return _cookie_tokens(pair) if cookie_mode else _tokens(pair.as_dict())
+    return _cookie_tokens(pair) if cookie_mode else _tokens(pair)
 
 
 @operation(
@@ -140,7 +156,7 @@ async def refresh(request: Request) -> Response:
     body = parse(RefreshRequest, await read_optional_json(request, request.app.state.max_body))
     if body.refresh_token is not None:  # header mode
         pair = await container_of(request).tokens.refresh(body.refresh_token, client_of(request))
-        return _tokens(pair.as_dict())
+        return _tokens(pair)
     cookie = refresh_cookie(request)
     if cookie is None:
         raise InvalidGrant("No refresh token: send refresh_token or the refresh cookie.")
@@ -217,7 +233,8 @@ def _claims(request: Request) -> AccessClaims:
     answers={200: Answer("Identity", MeResponse)},
 )
 async def me(request: Request) -> Response:
-    return JSONResponse(await container_of(request).tokens.me(_claims(request)), headers=NO_STORE)
+    identity = await container_of(request).tokens.me(_claims(request))
+    return respond(MeResponse.model_validate(identity))
 
 
 @operation(
@@ -242,7 +259,19 @@ async def logout_all(request: Request) -> Response:
 )
 async def list_sessions(request: Request) -> Response:
     views = await container_of(request).sessions.sessions_of(_claims(request))
-    return JSONResponse({"sessions": [view.as_dict() for view in views]}, headers=NO_STORE)
+    return respond(SessionsResponse(sessions=[_session(view) for view in views]))
+
+
+def _session(view: SessionView) -> SessionResponse:
+    return SessionResponse(
+        id=view.sid,
+        created_at=int(view.created_at),
+        last_used_at=int(view.last_used_at),
+        expires_at=int(view.expires_at),
+        user_agent=view.user_agent,
+        address=view.address,
+        current=view.current,
+    )
 
 
 @operation(
@@ -302,36 +331,35 @@ async def register(request: Request) -> Response:
         raise NotFound()  # before reading the body: the route does not exist
     body = parse(RegisterRequest, await read_json(request, request.app.state.max_body))
     user = await accounts.register(body.username, body.password, client_of(request))
-    return JSONResponse(
-        {"sub": user.id, "username": user.username}, status_code=201, headers=NO_STORE
-    )
+    return respond(RegisterResponse(sub=user.id, username=user.username), status_code=201)
 
 
 @operation(
     "GET",
     "Public keys that verify access tokens (RFC 7517)",
-    answers={200: Answer("JWK Set", schema={"type": "object"})},
+    answers={200: Answer("JWK Set", JwkSet)},
     reaches_store=False,
 )
 async def jwks(request: Request) -> Response:
     # RFC 7517 §5; cacheable, so that resource servers do not fetch it per request. Keep the
     # max-age below LATCHKEY_KEY_PREPUBLISH (600 s): a rotated key is then in every cached
     # copy before it signs (docs/keys.md).
-    return JSONResponse(
-        container_of(request).keys.jwks(), headers={"Cache-Control": "public, max-age=300"}
-    )
+    return respond(JwkSet.model_validate(container_of(request).keys.jwks()), headers=_CACHED)
 
 
 @operation(
     "GET",
     "Authorization server metadata (RFC 8414)",
-    answers={200: Answer("Metadata", schema={"type": "object"})},
+    answers={200: Answer("Metadata", ServerMetadata)},
     reaches_store=False,
 )
 async def metadata(request: Request) -> Response:
-    return JSONResponse(
-        server_metadata(container_of(request)), headers={"Cache-Control": "public, max-age=300"}
+    return respond(
+        ServerMetadata.model_validate(server_metadata(container_of(request))), headers=_CACHED
     )
+
+
+_CACHED = {"Cache-Control": "public, max-age=300"}
 
 
 def server_metadata(container: Container) -> dict[str, Any]:
@@ -368,11 +396,11 @@ def server_metadata(container: Container) -> dict[str, Any]:
 @operation(
     "GET",
     "Liveness",
-    answers={200: Answer("Alive", schema={"type": "object"})},
+    answers={200: Answer("Alive", Health)},
     reaches_store=False,
 )
 async def healthz(_request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return respond(Health(status="ok"), headers={})
 
 
 @operation(

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 from starlette.requests import Request
 
 from ..core.errors import InvalidRequest, RequestTooLarge
 from ..core.passwords import MAX_PASSWORD_LENGTH
+from ..core.policy import (
+    DEFAULT_MAX_PASSWORD_LENGTH,
+    DEFAULT_MIN_PASSWORD_LENGTH,
+    USERNAME_MAX_LENGTH,
+    USERNAME_MIN_LENGTH,
+)
 
 M = TypeVar("M", bound=BaseModel)
 _DIGITS = re.compile(r"[0-9]{1,15}")
@@ -21,6 +29,20 @@ class _Body(BaseModel):
 
 
 Username = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# What the service takes for a new account (core/policy.py), in the document: the model leaves
+# the check to the policy, whose answers say what is wrong. A new password is also refused
+# when it is common or contains the username.
+_NEW_USERNAME: JsonDict = {
+    "minLength": USERNAME_MIN_LENGTH,
+    "maxLength": USERNAME_MAX_LENGTH,
+    "pattern": r"^\s*[^\s._@+-][^\s]*\s*$",
+    "description": "Letters, digits and . _ - @ +, starting with a letter or a digit",
+}
+_NEW_PASSWORD: JsonDict = {
+    "minLength": DEFAULT_MIN_PASSWORD_LENGTH,
+    "maxLength": DEFAULT_MAX_PASSWORD_LENGTH,
+    "description": "Not a common password, and not containing the username",
+}
 
 
 class LoginRequest(_Body):
@@ -41,21 +63,33 @@ class LogoutRequest(_Body):
 
 
 class RegisterRequest(_Body):
-    username: Username  # the full rules are the service's (core/policy.py)
-    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    username: Username = Field(json_schema_extra=_NEW_USERNAME)
+    password: str = Field(
+        min_length=1, max_length=MAX_PASSWORD_LENGTH, json_schema_extra=_NEW_PASSWORD
+    )
 
 
 class PasswordChangeRequest(_Body):
     current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
-    new_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    new_password: str = Field(
+        min_length=1, max_length=MAX_PASSWORD_LENGTH, json_schema_extra=_NEW_PASSWORD
+    )
 
 
-class RegisterResponse(BaseModel):
+class Reply(BaseModel):
+    """An answer's body. The service's values are checked against it (an unknown field is a
+    bug, not something to drop) and serialised through it (web/contract.py ``respond``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    omit_none: ClassVar[bool] = False  # True: a field that is None is left out, not null
+
+
+class RegisterResponse(Reply):
     sub: str
     username: str
 
 
-class SessionResponse(BaseModel):
+class SessionResponse(Reply):
     id: str
     created_at: int
     last_used_at: int
@@ -65,28 +99,28 @@ class SessionResponse(BaseModel):
     current: bool
 
 
-class SessionsResponse(BaseModel):
+class SessionsResponse(Reply):
     sessions: list[SessionResponse]
 
 
-class TokenResponse(BaseModel):
+class TokenResponse(Reply):
     access_token: str
-    token_type: str = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
     refresh_token: str
     refresh_expires_in: int
 
 
-class CookieTokenResponse(BaseModel):
+class CookieTokenResponse(Reply):
     """The token pair of cookie mode: the refresh token is in the cookie only."""
 
     access_token: str
-    token_type: str = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
     refresh_expires_in: int
 
 
-class MeResponse(BaseModel):
+class MeResponse(Reply):
     sub: str
     username: str
     sid: str
@@ -94,9 +128,66 @@ class MeResponse(BaseModel):
     exp: int
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Reply):
     error: str
     error_description: str
+
+
+class Jwk(Reply):
+    """A public key of the JWK Set: RFC 7517 §4 with RFC 7518 §6.2-6.3 (EC, RSA) or RFC 8037
+    §2 (OKP) members; named by its RFC 7638 thumbprint."""
+
+    omit_none = True
+
+    kty: Literal["RSA", "EC", "OKP"]
+    kid: str
+    alg: str
+    use: Literal["sig"]
+    n: str | SkipJsonSchema[None] = None
+    e: str | SkipJsonSchema[None] = None
+    crv: Literal["P-256", "Ed25519"] | SkipJsonSchema[None] = None
+    x: str | SkipJsonSchema[None] = None
+    y: str | SkipJsonSchema[None] = None
+
+
+class JwkSet(Reply):
+    omit_none = True  # the members a key's type does not have are left out
+
+    keys: list[Jwk]
+
+
+class ServerMetadata(Reply):
+    """RFC 8414 §2 metadata, and where latchkey's own endpoints are."""
+
+    issuer: str
+    jwks_uri: str
+    token_endpoint: str
+    token_endpoint_auth_methods_supported: list[str]
+    grant_types_supported: list[str]
+    revocation_endpoint: str
+    revocation_endpoint_auth_methods_supported: list[str]
+    introspection_endpoint: str
+    introspection_endpoint_auth_methods_supported: list[str]
+    response_types_supported: list[str]
+    access_token_signing_alg_values_supported: list[str]
+    login_endpoint: str
+    refresh_endpoint: str
+    logout_endpoint: str
+    sessions_endpoint: str
+    userinfo_endpoint: str
+    service_documentation: str
+
+
+class Health(Reply):
+    status: Literal["ok"]
+
+
+Check = Literal["ok", "timeout", "unavailable", "not configured"]
+
+
+class Readiness(Reply):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, Check]
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:

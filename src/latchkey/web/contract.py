@@ -23,8 +23,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from .bodies import Reply
+from .errors import NO_STORE
 
 __all__ = [
     "BEARER",
@@ -34,6 +37,7 @@ __all__ = [
     "Operation",
     "declared",
     "operation",
+    "respond",
     "route",
 ]
 
@@ -112,3 +116,11 @@ def declared(handler: Callable[..., Any]) -> Operation:
 def route(path: str, handler: Handler) -> Route:
     """The Starlette route of a declared handler, with the method it was declared with."""
     return Route(path, handler, methods=[declared(handler).method])
+
+
+def respond(
+    body: Reply, status_code: int = 200, headers: Mapping[str, str] = NO_STORE
+) -> JSONResponse:
+    """``body`` as JSON, serialised through its model: the shape the document gives it."""
+    content = body.model_dump(mode="json", exclude_none=body.omit_none)
+    return JSONResponse(content, status_code=status_code, headers=dict(headers))

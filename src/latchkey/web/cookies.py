@@ -19,8 +19,6 @@ V3.3 "Cookie Setup"):
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
@@ -30,7 +28,6 @@ __all__ = [
     "clear_refresh_cookie",
     "refresh_cookie",
     "set_refresh_cookie",
-    "without_refresh_token",
 ]
 
 COOKIE_NAME = "__Secure-latchkey-refresh"
@@ -54,9 +51,3 @@ def set_refresh_cookie(response: Response, refresh_token: str, max_age: int) -> 
 def clear_refresh_cookie(response: Response) -> None:
     """Tell the browser to drop the cookie: same name and attributes, ``Max-Age=0``."""
     response.headers.append("set-cookie", f"{COOKIE_NAME}=; {_ATTRIBUTES.format(max_age=0)}")
-
-
-def without_refresh_token(pair: dict[str, Any]) -> dict[str, Any]:
-    """The token pair of cookie mode: everything but the refresh token, which is in the
-    cookie only (never where a script could read it)."""
-    return {name: value for name, value in pair.items() if name != "refresh_token"}

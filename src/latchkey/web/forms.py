@@ -7,18 +7,29 @@ from typing import Literal
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 from starlette.requests import Request
 
 from ..core.errors import InvalidRequest
-from .bodies import read_limited
+from .bodies import Reply, read_limited
 
 FORM = "application/x-www-form-urlencoded"
 _MAX_FIELDS = 64
 
 
+# Every parameter is one string, sent at most once (RFC 6749 §3.1, §3.2); unknown ones are
+# ignored. A parameter without a value counts as omitted.
+_ONE_STRING_EACH: JsonDict = {"additionalProperties": {"type": "string"}}
+
+# A value may be left out, but a form cannot say null: the document says string only.
+Omitted = SkipJsonSchema[None]
+
+
 class _Form(BaseModel):
-    # Unknown parameters are ignored (RFC 6749 §3.1, §3.2).
-    model_config = ConfigDict(strict=True, extra="ignore", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        strict=True, extra="ignore", hide_input_in_errors=True, json_schema_extra=_ONE_STRING_EACH
+    )
 
 
 class TokenForm(_Form):
@@ -27,7 +38,7 @@ class TokenForm(_Form):
 
     grant_type: Literal["refresh_token"]
     refresh_token: str = Field(min_length=1, max_length=1024)
-    scope: str | None = Field(default=None, max_length=1024)
+    scope: str | Omitted = Field(default=None, max_length=1024)
 
 
 class RevokeForm(_Form):
@@ -35,45 +46,64 @@ class RevokeForm(_Form):
     of token tell themselves apart."""
 
     token: str = Field(min_length=1)  # any length: an invalid token is still a 200
-    token_type_hint: str | None = None
+    token_type_hint: str | Omitted = None
 
 
 class IntrospectForm(_Form):
     """``POST /oauth/introspect`` (RFC 7662 §2.1); client credentials in the Authorization
-    header (``client_secret_basic``) or here (``client_secret_post``)."""
+    header (``client_secret_basic``) or here (``client_secret_post``), one method at a time
+    (RFC 6749 §2.3): with HTTP Basic, no ``client_secret`` here (a ``client_id`` sent along
+    must be the same); without it, both here."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            **_ONE_STRING_EACH,
+            "oneOf": [
+                {"title": "client_secret_post", "required": ["client_id", "client_secret"]},
+                {"title": "client_secret_basic", "not": {"required": ["client_secret"]}},
+            ],
+        }
+    )
 
     token: str = Field(min_length=1)
-    token_type_hint: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
+    token_type_hint: str | Omitted = None
+    client_id: str | Omitted = None
+    client_secret: str | Omitted = None
 
 
-class OAuthTokenResponse(BaseModel):
+class OAuthTokenResponse(Reply):
     """RFC 6749 §5.1, plus latchkey's ``refresh_expires_in``."""
 
+    omit_none = True
+
     access_token: str
-    token_type: str = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
     refresh_token: str
     refresh_expires_in: int
-    scope: str | None = Field(default=None, description="Omitted when the token has no scope")
+    scope: str | Omitted = Field(default=None, description="Omitted when the token has no scope")
 
 
-class IntrospectionResponse(BaseModel):
-    """RFC 7662 §2.2. Only ``active`` when the token is not active."""
+class IntrospectionResponse(Reply):
+    """RFC 7662 §2.2. Only ``active`` when the token is not active; a claim the token does not
+    have is left out."""
+
+    omit_none = True
 
     active: bool
-    scope: str | None = None
-    client_id: str | None = None
-    username: str | None = None
-    token_type: str | None = Field(default=None, description="Bearer, for access tokens")
-    exp: int | None = None
-    iat: int | None = None
-    sub: str | None = None
-    aud: str | None = None
-    iss: str | None = None
-    jti: str | None = None
-    sid: str | None = None
+    scope: str | Omitted = None
+    client_id: str | Omitted = None
+    username: str | Omitted = None
+    token_type: Literal["Bearer"] | Omitted = Field(
+        default=None, description="Bearer, for access tokens"
+    )
+    exp: int | Omitted = None
+    iat: int | Omitted = None
+    sub: str | Omitted = None
+    aud: str | Omitted = None
+    iss: str | Omitted = None
+    jti: str | Omitted = None
+    sid: str | Omitted = None
 
 
 async def read_form(request: Request, limit: int) -> dict[str, str]:

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from ..core.clients import Client, parse_basic
 from ..core.errors import InvalidClient, InvalidRequest, UnsupportedGrantType
 from ..services import OAuthService, TokenPair
 from .bodies import ErrorResponse, parse
-from .contract import Answer, operation, route
+from .contract import Answer, operation, respond, route
 from .errors import NO_STORE
 from .forms import (
     FORM,
@@ -35,13 +33,16 @@ async def _form(request: Request) -> dict[str, str]:
     return await read_form(request, request.app.state.max_body)
 
 
-def token_response(pair: TokenPair) -> dict[str, Any]:
+def token_response(pair: TokenPair) -> OAuthTokenResponse:
     """RFC 6749 §5.1; ``scope`` always said when there is one (it may be narrower than the
     session's), omitted when the token has none."""
-    body = pair.as_dict()
-    if pair.scope:
-        body["scope"] = pair.scope
-    return body
+    return OAuthTokenResponse(
+        access_token=pair.access_token,
+        expires_in=pair.expires_in,
+        refresh_token=pair.refresh_token,
+        refresh_expires_in=pair.refresh_expires_in,
+        scope=pair.scope or None,
+    )
 
 
 @operation(
@@ -72,7 +73,7 @@ async def token(request: Request) -> Response:
         raise UnsupportedGrantType()
     body = parse(TokenForm, form)
     pair = await _oauth(request).refresh_grant(body.refresh_token, body.scope, client_of(request))
-    return JSONResponse(token_response(pair), headers=NO_STORE)  # RFC 6749 §5.1
+    return respond(token_response(pair))  # no-store: RFC 6749 §5.1
 
 
 @operation(
@@ -135,7 +136,7 @@ async def introspect(request: Request) -> Response:
     oauth = _oauth(request)
     await _authenticated(request, oauth, form)
     body = parse(IntrospectForm, form)
-    return JSONResponse(await oauth.introspect(body.token), headers=NO_STORE)
+    return respond(IntrospectionResponse.model_validate(await oauth.introspect(body.token)))
 
 
 OAUTH_ROUTES: list[BaseRoute] = [

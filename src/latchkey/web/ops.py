@@ -7,12 +7,14 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from ..ops.metrics import Metrics, exposition
-from .contract import Answer, operation, route
+from .bodies import Check, Readiness
+from .contract import Answer, operation, respond, route
 from .errors import NO_STORE
+from .openapi import RETRY_AFTER
 
 log = logging.getLogger("latchkey.web")
 
@@ -21,7 +23,7 @@ CHECK_TIMEOUT = 2.0  # seconds each dependency gets to answer before it counts a
 Probe = Callable[[], Awaitable[None]]
 
 
-async def _check(name: str, probe: Probe) -> str:
+async def _check(name: str, probe: Probe) -> Check:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await probe()
@@ -38,8 +40,8 @@ async def _check(name: str, probe: Probe) -> str:
     "GET",
     "Readiness: the database (and Redis when configured) answer",
     answers={
-        200: Answer("Ready", schema={"type": "object"}),
-        503: Answer("A dependency is unavailable", schema={"type": "object"}),
+        200: Answer("Ready", Readiness),
+        503: Answer("A dependency is unavailable", Readiness, headers=(RETRY_AFTER,)),
     },
     reaches_store=False,  # a fault is its 503, declared above
 )
@@ -48,7 +50,7 @@ async def readyz(request: Request) -> Response:
     state = request.app.state
     redis_ping: Probe | None = getattr(state, "redis_ping", None)
     names = ["database"]
-    probes: list[Awaitable[str]] = [_check("database", state.container.store.ping)]
+    probes: list[Awaitable[Check]] = [_check("database", state.container.store.ping)]
     if redis_ping is not None:
         names.append("redis")
         probes.append(_check("redis", redis_ping))
@@ -56,9 +58,9 @@ async def readyz(request: Request) -> Response:
     checks.setdefault("redis", "not configured")
 
     if all(result in ("ok", "not configured") for result in checks.values()):
-        return JSONResponse({"status": "ready", "checks": checks}, headers=NO_STORE)
-    return JSONResponse(
-        {"status": "unavailable", "checks": checks},
+        return respond(Readiness(status="ready", checks=checks))
+    return respond(
+        Readiness(status="unavailable", checks=checks),
         status_code=503,
         headers={**NO_STORE, "Retry-After": "1"},
     )
