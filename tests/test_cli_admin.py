@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +29,9 @@ from latchkey.core.errors import (
 from latchkey.services import ClientInfo, TokenPair
 from latchkey.settings import Settings
 from support import Cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from seeding import seed_sessions
 
 T = TypeVar("T")
 
@@ -178,7 +182,7 @@ def test_delete_needs_yes_without_a_terminal(cli: AdminCli) -> None:
     # A deleted user's audit trail can still be read by the name it had.
     kinds = [row.split()[2] for row in cli.ok("audit", "--user", "ALICE").splitlines()[1:]]
     assert kinds[0] == "user_created" and "user_deleted" in kinds and "login_ok" in kinds
-    assert kinds.count("session_revoked") == 2
+    assert kinds.count("sessions_revoked") == 1  # one event for every session at once
 
 
 # --- user set-password ---------------------------------------------------------------------
@@ -388,3 +392,50 @@ def test_audit_json_is_one_object_per_line(cli: AdminCli) -> None:
     assert "argon2" not in "".join(lines)
     only_alice = cli.ok("audit", "--json", "--user", "alice", "--since", "1h", "--limit", "1")
     assert [json.loads(line)["audit"] for line in only_alice.splitlines()] == ["session_revoked"]
+
+
+# --- every session of a user at once, faults ----------------------------------------------
+
+
+def test_revoke_user_with_a_hundred_thousand_sessions(cli: AdminCli) -> None:
+    """`sessions revoke --user` on a user with 100,000 sessions (seeded) ends them all with
+    one row update and exits 0; the user's own session ends with them; others' stay."""
+    cli.add_user("alice")
+    cli.add_user("bob")
+    mine, bobs = cli.login("alice"), cli.login("bob")
+
+    async def seed(services: Container) -> None:
+        user = await services.accounts.user_named("alice")
+        async with services.store.engine.begin() as conn:
+            await seed_sessions(conn, user.id, 100_000, now=time.time(), tag="c")
+
+    cli.with_service(seed)
+    assert cli.ok("sessions", "revoke", "--user", "alice") == "100001 sessions revoked of alice\n"
+    assert cli.refresh_error(mine) is SessionRevoked
+    assert cli.with_service(lambda s: s.tokens.refresh(bobs.refresh_token)).access_token
+    assert cli.ok("sessions", "revoke", "--user", "alice") == "0 sessions revoked of alice\n"
+
+
+def test_a_database_fault_is_one_line(
+    cli: AdminCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A database that cannot be reached, or one that fails in a way nobody foresaw: one line
+    on stderr, a non-zero exit, never a traceback."""
+    monkeypatch.setenv("LATCHKEY_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
+    code, out, err = cli("sessions", "revoke", "--user", "alice")
+    assert (code, out) == (2, "")
+    assert err.startswith("latchkey: ") and err.count("\n") == 1, err
+    monkeypatch.delenv("LATCHKEY_DATABASE_URL")
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'bind_execute_many'")
+
+    monkeypatch.setattr("latchkey.store.sql.SqlStore.revoke_user_sessions", broken)
+    cli.add_user("alice")
+    code, out, err = cli("sessions", "revoke", "--user", "alice")
+    assert (code, out) == (1, "")
+    assert (
+        err == "latchkey: failed (AttributeError): 'NoneType' object has no attribute "
+        "'bind_execute_many'\n"
+    )
+    assert "Traceback" not in err

@@ -13,17 +13,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
+from sqlalchemy import MetaData, Table
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from latchkey.core.audit import AuditEvent, AuditKind
 from latchkey.core.clients import Client
+from latchkey.core.epochs import EpochRevocation
 from latchkey.core.errors import Conflict
 from latchkey.core.keyring import StoredKey
 from latchkey.core.sessions import Rotation, Session, advance_marks
 from latchkey.core.users import User
-from latchkey.store import Store
+from latchkey.store import Store, statements
 
 OpenStore = Callable[[], Awaitable[Store]]
 
@@ -99,6 +103,41 @@ def without_ids(events: list[AuditEvent]) -> list[AuditEvent]:
     assert None not in ids
     assert len(set(ids)) == len(ids)
     return [dataclasses.replace(e, id=None) for e in events]
+
+
+async def add_session(store: Store, session: Session, *, audit: Sequence[AuditEvent] = ()) -> None:
+    """Store a session, and first its user if there is none: a session of a user with no
+    row is ended (its user was deleted, core/epochs.py)."""
+    if await store.user_by_id(session.user_id) is None:
+        await store.add_user(make_user(f"user-{session.user_id}", user_id=session.user_id))
+    await store.add_session(session, audit=audit)
+
+
+async def add_as_before(
+    engine: AsyncEngine,
+    user: User,
+    sessions: Sequence[Session] = (),
+    audit: Sequence[AuditEvent] = (),
+) -> None:
+    """Rows as an older release wrote them: only the columns its schema has (reflected)."""
+    rows = {
+        "users": [statements.user_values(user)],
+        "sessions": [statements.session_values(session) for session in sessions],
+        "audit_events": statements.audit_rows(audit),
+    }
+
+    def insert(connection: Connection) -> None:
+        for name, values in rows.items():
+            if values:
+                table = Table(name, MetaData(), autoload_with=connection)
+                columns = set(table.c.keys())
+                connection.execute(
+                    table.insert(),
+                    [{k: v for k, v in row.items() if k in columns} for row in values],
+                )
+
+    async with engine.begin() as conn:
+        await conn.run_sync(insert)
 
 
 def revoked_copy(session: Session, at: float, reason: str) -> Session:
@@ -196,7 +235,7 @@ class StoreContract:
             address=None,
         )
         for session in (full, fresh):
-            await store.add_session(session)
+            await add_session(store, session)
         for session in (full, fresh):
             got = await store.get_session(session.sid)
             assert got == session
@@ -212,7 +251,7 @@ class StoreContract:
     async def test_rotate_returns_the_new_row(self, store: Store) -> None:
         """A rotation with the current generation and hash applies and returns the new row."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         rotation = rotation_of(session, now=T0 + 60)
         row = await store.rotate(rotation)
         marks = advance_marks(session, rotation.now, GRACE)
@@ -238,7 +277,7 @@ class StoreContract:
     ) -> None:
         """The conditional write computes the marks exactly as core.sessions.advance_marks."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         now = T0
         for seed, gap in enumerate(gaps):
             now += gap
@@ -256,7 +295,7 @@ class StoreContract:
     async def test_rotate_twice_with_same_expectation_fails(self, store: Store) -> None:
         """The second rotation with the same expectation matches nothing (compare-and-swap)."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         first = await store.rotate(rotation_of(session, seed=1))
         assert first is not None
         assert await store.rotate(rotation_of(session, seed=2)) is None
@@ -265,7 +304,7 @@ class StoreContract:
     async def test_rotate_with_wrong_hash_fails(self, store: Store) -> None:
         """A rotation whose expected hash is not the current one leaves the row unchanged."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         assert await store.rotate(rotation_of(session, expected_hash=b"\x01" * 32)) is None
         assert await store.rotate(rotation_of(session, expected_hash=session.previous_hash)) is None
         assert await store.get_session(session.sid) == session
@@ -273,7 +312,7 @@ class StoreContract:
     async def test_rotate_with_wrong_generation_fails(self, store: Store) -> None:
         """A rotation whose expected generation is not the current one matches nothing."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         for generation in (session.generation - 1, session.generation + 1):
             assert await store.rotate(rotation_of(session, expected_generation=generation)) is None
         assert await store.get_session(session.sid) == session
@@ -287,7 +326,7 @@ class StoreContract:
     async def test_rotate_of_revoked_session_fails(self, store: Store) -> None:
         """A revoked session is never rotated, even with the right generation and hash."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         assert await store.revoke_session(session.sid, "logout", T0 - 1) is True
         assert await store.rotate(rotation_of(session)) is None
         got = await store.get_session(session.sid)
@@ -299,7 +338,7 @@ class StoreContract:
     async def test_rotate_of_idle_expired_session_fails(self, store: Store, late: float) -> None:
         """At or past the idle expiry the rotation matches nothing."""
         session = make_session(idle_expires_at=T0 + 100, absolute_expires_at=T0 + 30 * DAY)
-        await store.add_session(session)
+        await add_session(store, session)
         assert await store.rotate(rotation_of(session, now=T0 + 100 + late)) is None
         assert await store.get_session(session.sid) == session
 
@@ -309,20 +348,20 @@ class StoreContract:
     ) -> None:
         """At or past the absolute expiry the rotation matches nothing, whatever the idle one."""
         session = make_session(idle_expires_at=T0 + 30 * DAY, absolute_expires_at=T0 + 100)
-        await store.add_session(session)
+        await add_session(store, session)
         assert await store.rotate(rotation_of(session, now=T0 + 100 + late)) is None
         assert await store.get_session(session.sid) == session
 
     async def test_rotate_just_before_expiry_succeeds(self, store: Store) -> None:
         """A rotation an instant before both expiries still applies."""
         session = make_session(idle_expires_at=T0 + 100, absolute_expires_at=T0 + 200)
-        await store.add_session(session)
+        await add_session(store, session)
         assert await store.rotate(rotation_of(session, now=T0 + 99.5)) is not None
 
     async def test_revoke_session(self, store: Store) -> None:
         """revoke_session is True once, then False; it records when and why."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         assert await store.revoke_session(session.sid, "reuse_detected", T0 + 1.5) is True
         assert await store.revoke_session(session.sid, "logout", T0 + 9) is False
         got = await store.get_session(session.sid)
@@ -337,8 +376,8 @@ class StoreContract:
     async def test_revoke_touches_only_that_session(self, store: Store) -> None:
         """Revoking one session leaves another of the same user live."""
         one, two = make_session(1), make_session(2)
-        await store.add_session(one)
-        await store.add_session(two)
+        await add_session(store, one)
+        await add_session(store, two)
         await store.revoke_session(one.sid, "logout", T0)
         assert await store.get_session(two.sid) == two
 
@@ -351,7 +390,7 @@ class StoreContract:
     async def test_concurrent_rotations_one_winner(self, store: Store) -> None:
         """Of 20 concurrent rotations with one expectation, exactly one applies."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         results = await asyncio.gather(
             *(store.rotate(rotation_of(session, seed=i)) for i in range(20))
         )
@@ -365,7 +404,7 @@ class StoreContract:
     ) -> None:
         """Of 20 concurrent rotations split over two store instances, exactly one applies."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         instances = (store, second_store)
         results = await asyncio.gather(
             *(instances[i % 2].rotate(rotation_of(session, seed=i)) for i in range(20))
@@ -466,12 +505,12 @@ class StoreContract:
         login = audit_event(
             AuditKind.LOGIN_OK, user_id=session.user_id, sid=session.sid, user_agent="agent"
         )
-        await store.add_session(session, audit=[login])
+        await add_session(store, session, audit=[login])
         assert without_ids(await store.list_audit()) == [login]
         clash = make_session(1, generation=0, user_id="v" * 32)
         with pytest.raises(Exception):  # noqa: B017 - whichever error the adapter raises
-            await store.add_session(
-                clash, audit=[audit_event(AuditKind.LOGIN_OK, at=T0 + 1, sid=clash.sid)]
+            await add_session(
+                store, clash, audit=[audit_event(AuditKind.LOGIN_OK, at=T0 + 1, sid=clash.sid)]
             )
         assert await store.get_session(session.sid) == session
         assert without_ids(await store.list_audit()) == [login]
@@ -479,7 +518,7 @@ class StoreContract:
     async def test_rotate_fills_the_audit_template(self, store: Store) -> None:
         """A rotation that applies writes the template with the row's user_id and sid."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         template = audit_event(AuditKind.REFRESH, at=T0 + 60, address="198.51.100.2")
         assert await store.rotate(rotation_of(session, now=T0 + 60), audit=template) is not None
         assert without_ids(await store.list_audit()) == [
@@ -490,8 +529,8 @@ class StoreContract:
         """A rotation that matches nothing (stale, unknown, revoked) writes no event."""
         session = make_session(1)
         revoked = make_session(2, revoked_at=T0 - 5, revoked_reason="logout")
-        await store.add_session(session)
-        await store.add_session(revoked)
+        await add_session(store, session)
+        await add_session(store, revoked)
         template = audit_event(AuditKind.REFRESH)
         for rotation in (
             rotation_of(session, expected_hash=b"\x01" * 32),
@@ -504,7 +543,7 @@ class StoreContract:
     async def test_revoke_session_fills_the_audit_template(self, store: Store) -> None:
         """revoke_session writes its template with the row's user_id and the sid, once."""
         session = make_session()
-        await store.add_session(session)
+        await add_session(store, session)
         template = audit_event(AuditKind.SESSION_REVOKED, at=T0 + 3, reason="admin")
         assert await store.revoke_session(session.sid, "admin", T0 + 3, audit=template)
         assert not await store.revoke_session(session.sid, "admin", T0 + 4, audit=template)
@@ -520,8 +559,8 @@ class StoreContract:
         session (which stays live), an unknown sid, or one revoked already."""
         mine = make_session(1, user_id="a" * 32)
         theirs = make_session(2, user_id="b" * 32)
-        await store.add_session(mine)
-        await store.add_session(theirs)
+        await add_session(store, mine)
+        await add_session(store, theirs)
         template = audit_event(AuditKind.SESSION_REVOKED, at=T0 + 1, reason="revoked_by_user")
         assert not await store.revoke_session(
             theirs.sid, "revoked_by_user", T0 + 1, user_id="a" * 32, audit=template
@@ -543,35 +582,89 @@ class StoreContract:
         ]
 
     async def test_revoke_user_sessions(self, store: Store) -> None:
-        """Every live session of the user but except_sid is revoked, each audited with the
-        row's user_id, sid and the reason; others' and already revoked sessions untouched."""
+        """Every live session of the user but except_sid ends at once: the user's epoch goes
+        up and the kept session moves to it; one audit event carries the count of live
+        sessions ended; others' and already revoked sessions are untouched; the revocation
+        is on the feed."""
         alice, bob = "a" * 32, "b" * 32
         keep = make_session(1, user_id=alice)
         live = [make_session(seed, user_id=alice) for seed in (2, 3, 4)]
         old = make_session(5, user_id=alice, revoked_at=T0 - 9, revoked_reason="logout")
         other = make_session(6, user_id=bob)
         for session in (keep, *live, old, other):
-            await store.add_session(session)
-        template = audit_event(AuditKind.SESSION_REVOKED, at=T0 + 7, address="192.0.2.9")
-        revoked = await store.revoke_user_sessions(
+            await add_session(store, session)
+        template = audit_event(AuditKind.SESSIONS_REVOKED, at=T0 + 7, address="192.0.2.9")
+        revocation = await store.revoke_user_sessions(
             alice, "logout_all", T0 + 7, except_sid=keep.sid, audit=template
         )
-        assert sorted(revoked) == sorted(s.sid for s in live)
+        assert revocation == EpochRevocation(
+            alice, 1, T0 + 7, "logout_all", kept_sid=keep.sid, sessions=3
+        )
         for session in live:
             assert await store.get_session(session.sid) == revoked_copy(
                 session, T0 + 7, "logout_all"
             )
-        for untouched in (keep, old, other):
+        assert await store.get_session(keep.sid) == dataclasses.replace(keep, epoch=1)
+        for untouched in (old, other):
             assert await store.get_session(untouched.sid) == untouched
-        events = without_ids(await store.list_audit())
-        assert sorted(events, key=lambda e: e.sid or "") == [
-            dataclasses.replace(template, user_id=alice, sid=s.sid, reason="logout_all")
-            for s in live
+        assert [s.sid for s in await store.list_sessions(alice, live_at=T0 + 7)] == [keep.sid]
+        assert without_ids(await store.list_audit()) == [
+            dataclasses.replace(template, user_id=alice, sid=keep.sid, reason="logout_all", count=3)
         ]
-        # Without except_sid the last live one goes too; nothing left: an empty list.
-        assert await store.revoke_user_sessions(alice, "admin", T0 + 8) == [keep.sid]
-        assert await store.revoke_user_sessions(alice, "admin", T0 + 9) == []
+        assert await store.user_revocations_since(T0) == [revocation]
+        # Without except_sid the kept one goes too; then none is left: a count of 0.
+        assert await store.revoke_user_sessions(alice, "admin", T0 + 8) == EpochRevocation(
+            alice, 2, T0 + 8, "admin", sessions=1
+        )
+        last = await store.revoke_user_sessions(alice, "admin", T0 + 9)
+        assert last is not None
+        assert last.sessions == 0
+        assert await store.revoke_user_sessions("0" * 32, "admin", T0 + 9) is None
         assert await store.get_session(other.sid) == other
+        assert [r.epoch for r in await store.user_revocations_since(T0 + 8)] == [2, 3]
+        assert await store.user_revocations_since(T0 + 8, limit=1) == [
+            EpochRevocation(alice, 2, T0 + 8, "admin", sessions=1)
+        ]
+
+    async def test_a_session_of_an_ended_epoch_does_not_rotate(self, store: Store) -> None:
+        """After a mass revocation the ended sessions' tokens match nothing, the kept one
+        rotates on; a session of a deleted user does not rotate either."""
+        alice, bob = make_user("alice"), make_user("bob")
+        await store.add_user(alice)
+        await store.add_user(bob)
+        ended, kept = make_session(1, user_id=alice.id), make_session(2, user_id=alice.id)
+        bobs = make_session(3, user_id=bob.id)
+        for session in (ended, kept, bobs):
+            await add_session(store, session)
+        await store.revoke_user_sessions(alice.id, "logout_all", T0, except_sid=kept.sid)
+        assert await store.rotate(rotation_of(ended, now=T0 + 1)) is None
+        rotated = await store.rotate(rotation_of(kept, now=T0 + 1))
+        assert rotated is not None
+        assert rotated.epoch == 1
+        assert await store.delete_user(bob.id, T0 + 2) is not None
+        assert await store.rotate(rotation_of(bobs, now=T0 + 3)) is None
+        got = await store.get_session(bobs.sid)
+        assert got is not None
+        assert got.revoked_reason == "user_deleted"
+        assert await store.list_sessions(live_at=T0 + 3) == [rotated]
+
+    async def test_purge_follows_mass_revocations(self, store: Store) -> None:
+        """Sessions a mass revocation ended are deleted one access-token lifetime later, in
+        batches; the revocation's row goes with the last of them; the kept session stays."""
+        alice = make_user("alice")
+        await store.add_user(alice)
+        sessions = [make_session(seed, user_id=alice.id) for seed in range(1, 6)]
+        for session in sessions:
+            await add_session(store, session)
+        kept = sessions[0]
+        await store.revoke_user_sessions(alice.id, "logout_all", T0, except_sid=kept.sid)
+        assert await store.purge(sessions_before=T0, audit_before=0, batch=10) == 0
+        assert await store.purge(sessions_before=T0 + 1, audit_before=0, batch=3) == 3
+        assert await store.user_revocations_since(0) != []
+        assert await store.purge(sessions_before=T0 + 1, audit_before=0, batch=3) == 1
+        assert await store.user_revocations_since(0) == []
+        assert [s.sid for s in await store.list_sessions()] == [kept.sid]
+        assert await store.purge(sessions_before=T0 + 1, audit_before=0, batch=3) == 0
 
     # --- listing sessions, the revocation feed --------------------------------------------
 
@@ -583,7 +676,7 @@ class StoreContract:
         a3 = make_session(3, user_id=alice, last_used_at=T0 - 20)
         b1 = make_session(4, user_id=bob, last_used_at=T0 - 15)
         for session in (a1, a2, a3, b1):
-            await store.add_session(session)
+            await add_session(store, session)
         assert await store.list_sessions() == [a2, b1, a3, a1]
         assert await store.list_sessions(None) == [a2, b1, a3, a1]
         assert await store.list_sessions(alice) == [a2, a3, a1]
@@ -601,7 +694,7 @@ class StoreContract:
         absolute = make_session(5, user_id=alice, absolute_expires_at=T0 - 1)
         elsewhere = make_session(6, user_id="b" * 32, last_used_at=T0 - 3)
         for session in (live, almost, revoked, idle, absolute, elsewhere):
-            await store.add_session(session)
+            await add_session(store, session)
         assert await store.list_sessions(alice, live_at=T0) == [live, almost]
         assert await store.list_sessions(None, live_at=T0) == [live, almost, elsewhere]
         assert await store.list_sessions(alice, live_at=T0 + 1) == [live]
@@ -612,7 +705,7 @@ class StoreContract:
         ``limit``; live sessions never appear."""
         sessions = [make_session(seed) for seed in range(1, 6)]
         for session in sessions:
-            await store.add_session(session)
+            await add_session(store, session)
         # Revoked out of order; the fifth stays live.
         for session, at in zip(sessions[:4], (T0 + 3, T0 + 1, T0 + 4, T0 + 2), strict=True):
             assert await store.revoke_session(session.sid, "logout", at)
@@ -631,8 +724,8 @@ class StoreContract:
     # --- users: password change, disable, delete ------------------------------------------
 
     async def test_change_password_keeps_one_session(self, store: Store) -> None:
-        """The hash is set and every live session but keep_sid revoked (password_changed),
-        with its SESSION_REVOKED event; the ids come back; other users are untouched."""
+        """The hash is set and every live session but keep_sid ended (password_changed), with
+        one SESSIONS_REVOKED event counting them; other users are untouched."""
         alice, bob = make_user("alice"), make_user("bob")
         await store.add_user(alice)
         await store.add_user(bob)
@@ -641,33 +734,35 @@ class StoreContract:
         old = make_session(4, user_id=alice.id, revoked_at=T0 - 9, revoked_reason="logout")
         bobs = make_session(5, user_id=bob.id)
         for session in (keep, *others, old, bobs):
-            await store.add_session(session)
+            await add_session(store, session)
         changed = audit_event(
             AuditKind.PASSWORD_CHANGED, at=T0 + 10, user_id=alice.id, sid=keep.sid, reason="self"
         )
-        revoked = await store.change_password(
+        revocation = await store.change_password(
             alice.id, "$argon2id$new", T0 + 10, keep_sid=keep.sid, audit=[changed]
         )
-        assert sorted(revoked) == sorted(s.sid for s in others)
+        assert revocation == EpochRevocation(
+            alice.id, 1, T0 + 10, "password_changed", kept_sid=keep.sid, sessions=2
+        )
         assert await store.user_by_id(alice.id) == dataclasses.replace(
-            alice, password_hash="$argon2id$new"
+            alice, password_hash="$argon2id$new", epoch=1, not_before=T0 + 10
         )
         assert await store.user_by_id(bob.id) == bob
         for session in others:
             assert await store.get_session(session.sid) == revoked_copy(
                 session, T0 + 10, "password_changed"
             )
-        for untouched in (keep, old, bobs):
+        assert await store.get_session(keep.sid) == dataclasses.replace(keep, epoch=1)
+        for untouched in (old, bobs):
             assert await store.get_session(untouched.sid) == untouched
         events = without_ids(await store.list_audit())
         assert changed in events
-        revocations = sorted(
-            (e for e in events if e.kind is AuditKind.SESSION_REVOKED), key=lambda e: e.sid or ""
-        )
-        assert [(e.user_id, e.sid, e.reason, e.at) for e in revocations] == [
-            (alice.id, s.sid, "password_changed", T0 + 10) for s in others
-        ]
-        assert len(events) == 3
+        assert [
+            (e.user_id, e.sid, e.reason, e.at, e.count)
+            for e in events
+            if e.kind is AuditKind.SESSIONS_REVOKED
+        ] == [(alice.id, keep.sid, "password_changed", T0 + 10, 2)]
+        assert len(events) == 2
 
     async def test_change_password_without_keep_revokes_all(self, store: Store) -> None:
         """An administrator's reset (no keep_sid) revokes every live session of the user."""
@@ -675,9 +770,10 @@ class StoreContract:
         await store.add_user(alice)
         sessions = [make_session(seed, user_id=alice.id) for seed in (1, 2)]
         for session in sessions:
-            await store.add_session(session)
-        revoked = await store.change_password(alice.id, "$argon2id$reset", T0 + 1)
-        assert sorted(revoked) == sorted(s.sid for s in sessions)
+            await add_session(store, session)
+        revocation = await store.change_password(alice.id, "$argon2id$reset", T0 + 1)
+        assert revocation is not None
+        assert (revocation.sessions, revocation.kept_sid) == (2, None)
         assert await store.list_sessions(alice.id, live_at=T0 + 1) == []
         user = await store.user_by_id(alice.id)
         assert user is not None
@@ -692,25 +788,25 @@ class StoreContract:
             T0,
             audit=[audit_event(AuditKind.PASSWORD_CHANGED, user_id="0" * 32)],
         )
-        assert revoked == []
+        assert revoked is None
         assert await store.list_audit() == []
         assert await store.user_by_id("0" * 32) is None
 
     async def test_disable_revokes_every_session(self, store: Store) -> None:
-        """Disabling sets disabled_at and revokes every live session (user_disabled), each
-        audited; enabling clears disabled_at and revokes none; revoked ones stay revoked."""
+        """Disabling sets disabled_at and ends every live session (user_disabled), audited
+        once with the count; enabling clears disabled_at and ends none; ended ones stay so."""
         alice, bob = make_user("alice"), make_user("bob")
         await store.add_user(alice)
         await store.add_user(bob)
         sessions = [make_session(seed, user_id=alice.id) for seed in (1, 2)]
         bobs = make_session(3, user_id=bob.id)
         for session in (*sessions, bobs):
-            await store.add_session(session)
+            await add_session(store, session)
         disabled = audit_event(AuditKind.USER_DISABLED, at=T0 + 5, user_id=alice.id)
         revoked = await store.set_user_disabled(alice.id, T0 + 5, disabled=True, audit=[disabled])
-        assert revoked is not None
-        assert sorted(revoked) == sorted(s.sid for s in sessions)
-        assert await store.user_by_id(alice.id) == dataclasses.replace(alice, disabled_at=T0 + 5)
+        assert revoked == EpochRevocation(alice.id, 1, T0 + 5, "user_disabled", sessions=2)
+        ended = dataclasses.replace(alice, epoch=1, not_before=T0 + 5)
+        assert await store.user_by_id(alice.id) == dataclasses.replace(ended, disabled_at=T0 + 5)
         for session in sessions:
             assert await store.get_session(session.sid) == revoked_copy(
                 session, T0 + 5, "user_disabled"
@@ -718,18 +814,20 @@ class StoreContract:
         assert await store.get_session(bobs.sid) == bobs
         events = without_ids(await store.list_audit())
         assert disabled in events
-        assert sorted(
-            (e.user_id, e.sid, e.reason) for e in events if e.kind is AuditKind.SESSION_REVOKED
-        ) == sorted((alice.id, s.sid, "user_disabled") for s in sessions)
+        assert [
+            (e.user_id, e.sid, e.reason, e.count)
+            for e in events
+            if e.kind is AuditKind.SESSIONS_REVOKED
+        ] == [(alice.id, None, "user_disabled", 2)]
 
         # A session that appears while disabled (say, by a race) survives enabling.
-        late = make_session(4, user_id=alice.id)
-        await store.add_session(late)
+        late = make_session(4, user_id=alice.id, epoch=1)
+        await add_session(store, late)
         enabled = audit_event(AuditKind.USER_ENABLED, at=T0 + 9, user_id=alice.id)
         assert (
-            await store.set_user_disabled(alice.id, T0 + 9, disabled=False, audit=[enabled]) == []
+            await store.set_user_disabled(alice.id, T0 + 9, disabled=False, audit=[enabled]) is True
         )
-        assert await store.user_by_id(alice.id) == alice
+        assert await store.user_by_id(alice.id) == ended
         assert await store.get_session(late.sid) == late
         for session in sessions:
             got = await store.get_session(session.sid)
@@ -738,56 +836,58 @@ class StoreContract:
         assert (await store.list_audit(limit=1))[0].kind is AuditKind.USER_ENABLED
 
     async def test_disable_unknown_user(self, store: Store) -> None:
-        """Disabling or enabling an unknown user returns None and writes nothing."""
-        session = make_session(1, user_id="0" * 32)
-        await store.add_session(session)
+        """Disabling or enabling an unknown user returns False and writes nothing."""
+        session = make_session(1, user_id="9" * 32)
+        await add_session(store, session)
         for disabled in (True, False):
             event = audit_event(AuditKind.USER_DISABLED, user_id="0" * 32)
             assert (
                 await store.set_user_disabled("0" * 32, T0, disabled=disabled, audit=[event])
-                is None
+                is False
             )
         assert await store.list_audit() == []
         assert await store.get_session(session.sid) == session
 
     async def test_delete_user(self, store: Store) -> None:
-        """The user row goes; its sessions are revoked (user_deleted) but kept, each audited;
-        the user's name is free again; other users are untouched."""
+        """The user row goes; its sessions end (user_deleted) but are kept until the purge,
+        audited once with the count; the user's name is free again; others are untouched."""
         alice, bob = make_user("alice"), make_user("bob")
         await store.add_user(alice)
         await store.add_user(bob)
         sessions = [make_session(seed, user_id=alice.id) for seed in (1, 2)]
         bobs = make_session(3, user_id=bob.id)
         for session in (*sessions, bobs):
-            await store.add_session(session)
+            await add_session(store, session)
         deleted = audit_event(AuditKind.USER_DELETED, at=T0 + 2, user_id=alice.id, username="alice")
         revoked = await store.delete_user(alice.id, T0 + 2, audit=[deleted])
-        assert revoked is not None
-        assert sorted(revoked) == sorted(s.sid for s in sessions)
+        assert revoked == EpochRevocation(alice.id, 1, T0 + 2, "user_deleted", sessions=2)
         assert await store.user_by_id(alice.id) is None
         assert await store.user_by_name("alice") is None
         assert await store.list_users() == [bob]
         for session in sessions:
-            assert await store.get_session(session.sid) == revoked_copy(
-                session, T0 + 2, "user_deleted"
-            )
+            got = await store.get_session(session.sid)
+            assert got is not None
+            assert got.revoked_reason == "user_deleted"
+            assert got.revoked_at is not None
         assert await store.get_session(bobs.sid) == bobs
         events = without_ids(await store.list_audit(user_id=alice.id))
         assert deleted in events
-        assert sorted(
-            (e.sid, e.reason) for e in events if e.kind is AuditKind.SESSION_REVOKED
-        ) == sorted((s.sid, "user_deleted") for s in sessions)
+        assert [
+            (e.sid, e.reason, e.count) for e in events if e.kind is AuditKind.SESSIONS_REVOKED
+        ] == [(None, "user_deleted", 2)]
         await store.add_user(make_user("alice", user_id="c" * 32))  # the name is free again
 
     async def test_delete_unknown_user(self, store: Store) -> None:
         """Deleting an unknown (or already deleted) user returns None and writes nothing."""
         alice = make_user("alice")
         await store.add_user(alice)
-        assert await store.delete_user(alice.id, T0) == []
+        assert await store.delete_user(alice.id, T0) == EpochRevocation(
+            alice.id, 1, T0, "user_deleted"
+        )
         event = audit_event(AuditKind.USER_DELETED, user_id=alice.id)
         assert await store.delete_user(alice.id, T0 + 1, audit=[event]) is None
         assert await store.delete_user("0" * 32, T0 + 1, audit=[event]) is None
-        assert await store.list_audit() == []
+        assert [e.kind for e in await store.list_audit()] == [AuditKind.SESSIONS_REVOKED]
 
     # --- the audit trail ------------------------------------------------------------------
 
@@ -865,7 +965,7 @@ class StoreContract:
             make_session(8, absolute_expires_at=T0 - 1, idle_expires_at=T0 + DAY),
         ]
         for session in (*keep, *dead):
-            await store.add_session(session)
+            await add_session(store, session)
         recent = [audit_event(AuditKind.LOGIN_OK, at=at) for at in (audit_cutoff, T0)]
         old = [audit_event(AuditKind.LOGIN_OK, at=audit_cutoff - 1, reason="old")]
         await store.add_audit([*old, *recent])
@@ -884,7 +984,7 @@ class StoreContract:
             for seed in range(10, 17)
         ]
         for session in (*live, *dead):
-            await store.add_session(session)
+            await add_session(store, session)
         await store.add_audit(
             [audit_event(AuditKind.REFRESH, at=T0 - DAY - i) for i in range(1, 5)]
         )

@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from alembic import command
-from contract import T0, OpenStore, StoreContract, make_client, make_session, make_user
+from contract import (
+    T0,
+    OpenStore,
+    StoreContract,
+    add_as_before,
+    make_client,
+    make_session,
+    make_user,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from latchkey.core.audit import AuditEvent, AuditKind
@@ -83,9 +91,7 @@ async def test_upgrade_through_0003_keeps_the_data(blank_postgres_url: str) -> N
         user = make_user("alice")
         live = make_session(1, user_id=user.id)
         ended = make_session(2, user_id=user.id, revoked_at=T0 - 1, revoked_reason="logout")
-        await store.add_user(user)
-        await store.add_session(live)
-        await store.add_session(ended)
+        await add_as_before(store.engine, user, [live, ended])
 
         await upgrade(store.engine)
 
@@ -94,11 +100,11 @@ async def test_upgrade_through_0003_keeps_the_data(blank_postgres_url: str) -> N
         assert await store.list_sessions(user.id) == [live, ended]
         assert await store.revoked_since(T0 - 10) == [(ended.sid, T0 - 1)]
         changed = AuditEvent(at=T0, kind=AuditKind.PASSWORD_CHANGED, user_id=user.id)
-        assert await store.change_password(user.id, "$argon2id$new", T0, audit=[changed]) == [
-            live.sid
-        ]
+        revocation = await store.change_password(user.id, "$argon2id$new", T0, audit=[changed])
+        assert revocation is not None
+        assert revocation.sessions == 1
         kinds = [event.kind for event in await store.list_audit(user_id=user.id)]
-        assert sorted(kinds) == [AuditKind.PASSWORD_CHANGED, AuditKind.SESSION_REVOKED]
+        assert sorted(kinds) == [AuditKind.PASSWORD_CHANGED, AuditKind.SESSIONS_REVOKED]
         assert await store.purge(sessions_before=T0 + 1, audit_before=T0 + 1, batch=10) == 4
         assert await store.list_sessions(None) == []
         assert await store.list_audit() == []
@@ -114,8 +120,7 @@ async def test_upgrade_through_0004_adds_clients(blank_postgres_url: str) -> Non
         await upgrade_to(store.engine, "0003")
         user = make_user("alice")
         session = make_session(1, user_id=user.id)
-        await store.add_user(user)
-        await store.add_session(session)
+        await add_as_before(store.engine, user, [session])
 
         await upgrade(store.engine)
 

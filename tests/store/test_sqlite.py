@@ -12,6 +12,7 @@ from contract import (
     T0,
     OpenStore,
     StoreContract,
+    add_as_before,
     make_client,
     make_session,
     make_stored_key,
@@ -116,9 +117,7 @@ async def test_upgrade_through_0003_keeps_the_data(database_url: str) -> None:
         live = make_session(1, user_id=user.id)
         ended = make_session(2, user_id=user.id, revoked_at=T0 - 1, revoked_reason="logout")
         key = make_stored_key("k1")
-        await store.add_user(user)
-        await store.add_session(live)
-        await store.add_session(ended)
+        await add_as_before(store.engine, user, [live, ended])
         await store.add_signing_key(key)
 
         await upgrade(store.engine)
@@ -127,7 +126,7 @@ async def test_upgrade_through_0003_keeps_the_data(database_url: str) -> None:
         async with store.engine.connect() as conn:
             assert "audit_events" in await conn.run_sync(_tables)
             assert {
-                "ix_sessions_user_id",
+                "ix_sessions_user_id_epoch",
                 "ix_sessions_revoked_at",
                 "ix_sessions_idle_expires_at",
                 "ix_sessions_absolute_expires_at",
@@ -139,11 +138,11 @@ async def test_upgrade_through_0003_keeps_the_data(database_url: str) -> None:
         assert await store.list_signing_keys() == [key]
         assert await store.revoked_since(T0 - 10) == [(ended.sid, T0 - 1)]
         changed = AuditEvent(at=T0, kind=AuditKind.PASSWORD_CHANGED, user_id=user.id)
-        assert await store.change_password(user.id, "$argon2id$new", T0, audit=[changed]) == [
-            live.sid
-        ]
+        revocation = await store.change_password(user.id, "$argon2id$new", T0, audit=[changed])
+        assert revocation is not None
+        assert revocation.sessions == 1
         kinds = [event.kind for event in await store.list_audit(user_id=user.id)]
-        assert sorted(kinds) == [AuditKind.PASSWORD_CHANGED, AuditKind.SESSION_REVOKED]
+        assert sorted(kinds) == [AuditKind.PASSWORD_CHANGED, AuditKind.SESSIONS_REVOKED]
         assert await store.purge(sessions_before=T0 + 1, audit_before=T0 - 1, batch=10) == 2
         assert await store.list_sessions(None) == []
     finally:
@@ -161,9 +160,7 @@ async def test_upgrade_through_0004_adds_clients(database_url: str) -> None:
         user = make_user("alice")
         session = make_session(1, user_id=user.id)
         event = AuditEvent(at=T0, kind=AuditKind.LOGIN_OK, user_id=user.id)
-        await store.add_user(user)
-        await store.add_session(session)
-        await store.add_audit([event])
+        await add_as_before(store.engine, user, [session], [event])
 
         await upgrade(store.engine)
 
@@ -185,7 +182,7 @@ async def test_upgrade_through_0005_adds_the_marks(database_url: str) -> None:
     try:
         await upgrade_to(store.engine, "0004")
         session = make_session(1)  # generation 3, rotated 2.5 s before T0
-        await store.add_session(session)
+        await add_as_before(store.engine, make_user("u", user_id=session.user_id), [session])
 
         await upgrade(store.engine)
 

@@ -349,11 +349,12 @@ async def test_end_own_current_session(client: httpx.AsyncClient, alice: dict[st
 
 
 async def test_logout_all(
-    client: httpx.AsyncClient, alice: dict[str, str], bob: dict[str, str]
+    client: httpx.AsyncClient, alice: dict[str, str], bob: dict[str, str], clock: ManualClock
 ) -> None:
     """Every session of the caller's user ends at once, the caller's too; other users' live."""
     pairs = [await login(client, alice, agent=f"device {n}") for n in range(3)]
     bobs = await login(client, bob)
+    clock.advance(1)  # the tokens were issued before (iat is whole seconds, core/epochs.py)
     response = await client.post("/auth/logout-all", headers=bearer(pairs[1]["access_token"]))
     assert response.status_code == 204, response.text
     assert response.content == b""
@@ -409,13 +410,14 @@ async def change_password(
 
 
 async def test_password_change(
-    client: httpx.AsyncClient, alice: dict[str, str], bob: dict[str, str]
+    client: httpx.AsyncClient, alice: dict[str, str], bob: dict[str, str], clock: ManualClock
 ) -> None:
     """204; the caller's session goes on, every other session of the user ends at once;
     the old password stops working and the new one works."""
     mine = await login(client, alice)
     others = [await login(client, alice) for _ in range(2)]
     bobs = await login(client, bob)
+    clock.advance(1)
     response = await change_password(client, mine, alice["password"], ALICE_NEW)
     assert response.status_code == 204, response.text
     assert response.content == b""
@@ -740,10 +742,13 @@ async def test_register_throttled_per_address(
 # --- disabled accounts -----------------------------------------------------------------------
 
 
-async def test_disabled_account(client: httpx.AsyncClient, alice: dict[str, str]) -> None:
+async def test_disabled_account(
+    client: httpx.AsyncClient, alice: dict[str, str], clock: ManualClock
+) -> None:
     """Right password: 403 account_disabled. Wrong password: the unknown user's 401, to the
     byte. A session's refresh: 403 account_disabled; its access token: 401 at once."""
     pair = await login(client, alice)
+    clock.advance(1)
     await services_of(client).accounts.set_disabled("alice", disabled=True)
 
     right = await client.post("/auth/login", json=alice)
@@ -769,9 +774,12 @@ async def test_disabled_account(client: httpx.AsyncClient, alice: dict[str, str]
         assert response.headers["www-authenticate"] == INVALID_CHALLENGE
 
 
-async def test_disabled_then_enabled(client: httpx.AsyncClient, alice: dict[str, str]) -> None:
+async def test_disabled_then_enabled(
+    client: httpx.AsyncClient, alice: dict[str, str], clock: ManualClock
+) -> None:
     """Enabled again, the user logs in; the sessions ended by the disabling stay ended."""
     pair = await login(client, alice)
+    clock.advance(1)
     services = services_of(client)
     await services.accounts.set_disabled("alice", disabled=True)
     await services.accounts.set_disabled("alice", disabled=False)

@@ -28,4 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter's final flush does not fail again (Python docs, "Note on SIGPIPE").
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:  # an operator gets one line, never a traceback
+        lines = str(exc).strip().splitlines()
+        detail = f": {lines[0][:200]}" if lines else ""
+        print(f"latchkey: failed ({type(exc).__name__}){detail}", file=sys.stderr)
+        return 1
     return 0

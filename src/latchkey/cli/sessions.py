@@ -42,7 +42,7 @@ def cmd_sessions_revoke(args: argparse.Namespace) -> None:
         raise CommandError("give either a session id or --user USERNAME")
     if args.user is not None:
         revoked = run(lambda c: c.sessions.revoke_sessions_of(args.user))
-        print(f"{ended(len(revoked))} of {args.user}")
+        print(f"{ended(revoked)} of {args.user}")
     else:
         if run(lambda c: c.sessions.revoke_session(args.sid)):
             print(f"session {args.sid} revoked")

@@ -27,7 +27,7 @@ def cmd_user_list(_args: argparse.Namespace) -> None:
 
 def cmd_user_disable(args: argparse.Namespace) -> None:
     revoked = run(lambda c: c.accounts.set_disabled(args.username, disabled=True))
-    print(f"disabled user {args.username}; {ended(len(revoked))}")
+    print(f"disabled user {args.username}; {ended(revoked)}")
 
 
 def cmd_user_enable(args: argparse.Namespace) -> None:
@@ -42,10 +42,10 @@ def cmd_user_delete(args: argparse.Namespace) -> None:
         if input(f"Type {args.username!r} to delete this user for good: ") != args.username:
             raise CommandError("not deleted")
     revoked = run(lambda c: c.accounts.delete_user(args.username))
-    print(f"deleted user {args.username}; {ended(len(revoked))}")
+    print(f"deleted user {args.username}; {ended(revoked)}")
 
 
 def cmd_user_set_password(args: argparse.Namespace) -> None:
     password = read_password(args)
     revoked = run(lambda c: c.accounts.set_password(args.username, password))
-    print(f"password of {args.username} changed; {ended(len(revoked))}")
+    print(f"password of {args.username} changed; {ended(revoked)}")

@@ -19,6 +19,7 @@ class AuditKind(enum.StrEnum):
     REFRESH = "refresh"
     REUSE_DETECTED = "reuse_detected"
     SESSION_REVOKED = "session_revoked"
+    SESSIONS_REVOKED = "sessions_revoked"  # every session of a user at once, with the count
     PASSWORD_CHANGED = "password_changed"
     USER_REGISTERED = "user_registered"
     USER_CREATED = "user_created"
@@ -40,6 +41,7 @@ class AuditEvent:
     address: str | None = None
     user_agent: str | None = None
     reason: str | None = None  # why: a revocation reason, why a login failed, who acted
+    count: int | None = None  # how many sessions a mass revocation ended
     id: int | None = None  # assigned by the store
 
     def log_fields(self) -> dict[str, str | float]:
@@ -51,5 +53,6 @@ class AuditEvent:
             "sid": self.sid,
             "address": self.address,
             "reason": self.reason,
+            "count": self.count,
         }
         return {k: v for k, v in fields.items() if v is not None}

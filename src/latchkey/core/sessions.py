@@ -65,6 +65,7 @@ class Session:
     settled_generation: int = 0
     mark_generation: int = 0
     mark_at: float | None = None
+    epoch: int = 0  # the user's epoch when it was opened (core/epochs.py)
 
     def expires_at(self) -> float:
         return min(self.idle_expires_at, self.absolute_expires_at)
@@ -82,6 +83,7 @@ def new_session(
     policy: SessionPolicy,
     user_agent: str | None = None,
     address: str | None = None,
+    epoch: int = 0,
 ) -> Session:
     absolute = now + policy.session_ttl
     return Session(
@@ -99,6 +101,7 @@ def new_session(
         scope=scope,
         user_agent=user_agent,
         address=address,
+        epoch=epoch,
     )
 
 

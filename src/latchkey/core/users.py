@@ -19,6 +19,8 @@ class User:
     created_at: float
     scope: str = ""
     disabled_at: float | None = None
+    epoch: int = 0  # the generation of its sessions: older ones are ended (core/epochs.py)
+    not_before: float | None = None  # when every session of the user last ended at once
 
     @property
     def key(self) -> str:

@@ -65,6 +65,7 @@ class AccessTokens:
             sid=session.sid,
             scope=granted,
             auth_time=int(session.created_at),
+            at=now,  # when the session was found live: iat is never later (core/epochs.py)
             not_after=refresh_expires_at,
         )
         return TokenPair(

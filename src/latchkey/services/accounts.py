@@ -1,6 +1,6 @@
 """Accounts: creation (by an administrator or by self-registration), passwords, disabling
-and deletion. A change that ends sessions ends them in the same transaction, then announces
-them to every instance's guard."""
+and deletion. A change that ends sessions ends them in the same transaction (one row: the
+user's epoch, core/epochs.py), then announces the user's cutoff to every instance's guard."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from ..core.audit import AuditEvent, AuditKind
 from ..core.errors import NotFound, TooManyRequests, WrongPassword
 from ..core.passwords import PasswordHasher
 from ..core.policy import PasswordPolicy, normalize_username
-from ..core.sessions import RevocationReason
 from ..core.users import User
 from ..core.verifier import AccessClaims
 from ..store.protocol import UserStore
@@ -99,7 +98,7 @@ class AccountService:
     async def user_named(self, username: str) -> User:
         return await user_named(self._users, username)
 
-    async def set_password(self, username: str, password: str) -> list[str]:
+    async def set_password(self, username: str, password: str) -> int:
         """Administrator's reset: new password, every session of the user revoked."""
         user = await self.user_named(username)
         return await self._change_password(user, password, keep_sid=None, client=ClientInfo())
@@ -122,7 +121,7 @@ class AccountService:
 
     async def _change_password(
         self, user: User, password: str, *, keep_sid: str | None, client: ClientInfo
-    ) -> list[str]:
+    ) -> int:
         self.password_policy.check(password, username=user.username)
         password_hash = await self._context.hashing.run(self._hasher.hash, password)
         now = self._context.clock.now()
@@ -136,15 +135,18 @@ class AccountService:
             user_agent=client.user_agent,
             reason="self" if keep_sid else "admin",
         )
-        revoked = await self._users.change_password(
+        revocation = await self._users.change_password(
             user.id, password_hash, now, keep_sid=keep_sid, audit=[event]
         )
+        if revocation is None:
+            raise NotFound(f"No user named {user.username!r}.")
         self._context.audit.log(event)
-        await self._revoker.announce(revoked, RevocationReason.PASSWORD_CHANGED, now, user.id)
-        return revoked
+        await self._revoker.announce(revocation)
+        return revocation.sessions
 
-    async def set_disabled(self, username: str, *, disabled: bool) -> list[str]:
-        """Disable (every session revoked at once) or enable an account."""
+    async def set_disabled(self, username: str, *, disabled: bool) -> int:
+        """Disable (every session revoked at once) or enable an account; how many sessions
+        were ended."""
         user = await self.user_named(username)
         now = self._context.clock.now()
         event = AuditEvent(
@@ -154,16 +156,16 @@ class AccountService:
             username=user.username,
             reason="admin",
         )
-        revoked = await self._users.set_user_disabled(
-            user.id, now, disabled=disabled, audit=[event]
-        )
-        if revoked is None:
+        done = await self._users.set_user_disabled(user.id, now, disabled=disabled, audit=[event])
+        if done is False:
             raise NotFound(f"No user named {username!r}.")
         self._context.audit.log(event)
-        await self._revoker.announce(revoked, RevocationReason.USER_DISABLED, now, user.id)
-        return revoked
+        if done is True:
+            return 0
+        await self._revoker.announce(done)
+        return done.sessions
 
-    async def delete_user(self, username: str) -> list[str]:
+    async def delete_user(self, username: str) -> int:
         user = await self.user_named(username)
         now = self._context.clock.now()
         event = AuditEvent(
@@ -173,9 +175,9 @@ class AccountService:
             username=user.username,
             reason="admin",
         )
-        revoked = await self._users.delete_user(user.id, now, audit=[event])
-        if revoked is None:
+        revocation = await self._users.delete_user(user.id, now, audit=[event])
+        if revocation is None:
             raise NotFound(f"No user named {username!r}.")
         self._context.audit.log(event)
-        await self._revoker.announce(revoked, RevocationReason.USER_DELETED, now, user.id)
-        return revoked
+        await self._revoker.announce(revocation)
+        return revocation.sessions

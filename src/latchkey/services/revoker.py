@@ -1,12 +1,14 @@
 """Ending sessions: in the store first (the truth), then announced to every instance's guard,
 which rejects the session's access tokens until the last of them has expired
-(docs/design.md §3)."""
+(docs/design.md §3). One session is one ``sid`` entry; every session of a user is one
+per-user cutoff (core/epochs.py), whatever their number."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from ..core.audit import AuditEvent, AuditKind
+from ..core.epochs import EpochRevocation
 from ..core.sessions import RevocationReason
 from ..store.protocol import SessionStore
 from .context import ClientInfo, Context
@@ -48,42 +50,49 @@ class Revoker:
             await context.revocations.publish(sid, now + self._access_ttl)
         return revoked
 
-    async def announce(
-        self, sids: list[str], reason: RevocationReason, now: float, user_id: str
-    ) -> None:
-        """Publish sessions revoked in the store (many at once) and log each."""
+    async def announce(self, revocation: EpochRevocation) -> None:
+        """Log a mass revocation made in the store and give every guard its one per-user
+        cutoff (the user's access tokens issued before it are refused, the kept session's
+        excepted), for as long as such a token may live."""
         context = self._context
-        for sid in sids:
-            context.events.revoked(reason)
-            context.audit.log(
-                AuditEvent(
-                    at=now,
-                    kind=AuditKind.SESSION_REVOKED,
-                    user_id=user_id,
-                    sid=sid,
-                    reason=reason.value,
-                )
+        context.events.revoked(revocation.reason)
+        context.audit.log(
+            AuditEvent(
+                at=revocation.revoked_at,
+                kind=AuditKind.SESSIONS_REVOKED,
+                user_id=revocation.user_id,
+                sid=revocation.kept_sid,
+                reason=revocation.reason,
+                count=revocation.sessions,
             )
-            await context.revocations.publish(sid, now + self._access_ttl)
+        )
+        await context.revocations.publish_user(
+            revocation.user_id,
+            revocation.revoked_at,
+            revocation.revoked_at + self._access_ttl,
+            exempt_sid=revocation.kept_sid,
+        )
 
     async def revoke_all_of(
         self,
         user_id: str,
         reason: RevocationReason,
         client: ClientInfo | None = None,
-    ) -> list[str]:
-        """Every live session of the user, in one statement; the ids revoked."""
+    ) -> int:
+        """Every session of the user, as one row update (its epoch); how many were live."""
         now = self._context.clock.now()
         client = client or ClientInfo()
         template = AuditEvent(
             at=now,
-            kind=AuditKind.SESSION_REVOKED,
+            kind=AuditKind.SESSIONS_REVOKED,
             user_id=user_id,
             address=client.address,
             user_agent=client.user_agent,
         )
-        revoked = await self._sessions.revoke_user_sessions(
+        revocation = await self._sessions.revoke_user_sessions(
             user_id, reason.value, now, audit=template
         )
-        await self.announce(revoked, reason, now, user_id)
-        return revoked
+        if revocation is None:
+            return 0
+        await self.announce(revocation)
+        return revocation.sessions

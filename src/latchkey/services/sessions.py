@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..adapters.revocations import LiveRevocations, Revocations
 from ..core.clock import Clock
+from ..core.epochs import UserCutoff
 from ..core.errors import NotFound
 from ..core.refresh import SID_BYTES
 from ..core.sessions import RevocationReason, Session
@@ -100,8 +101,7 @@ class SessionService:
     async def logout_all(self, claims: AccessClaims, client: ClientInfo) -> int:
         """``POST /auth/logout-all``: every session of the caller's user, the caller's too."""
         user = await self._liveness.bearer_user(claims)
-        revoked = await self._revoker.revoke_all_of(user.id, RevocationReason.LOGOUT_ALL, client)
-        return len(revoked)
+        return await self._revoker.revoke_all_of(user.id, RevocationReason.LOGOUT_ALL, client)
 
     # --- administrators (`latchkey sessions …`) ------------------------------------------
 
@@ -121,7 +121,7 @@ class SessionService:
             raise NotFound("No such session.")
         return False
 
-    async def revoke_sessions_of(self, username: str) -> list[str]:
+    async def revoke_sessions_of(self, username: str) -> int:
         """``latchkey sessions revoke --user USERNAME``."""
         user = await user_named(self._users, username)
         return await self._revoker.revoke_all_of(user.id, RevocationReason.ADMIN)
@@ -146,12 +146,25 @@ class SessionService:
                 denied.add(sid, until)
                 added += 1
             cursor = max(cursor, revoked_at)
+        # Every session of a user ended at once: one cutoff for the user, at any count.
+        for revocation in await self._sessions.user_revocations_since(cursor - FEED_OVERLAP):
+            until = revocation.revoked_at + ttl
+            if until > now and denied.cutoff(revocation.user_id) != revocation.cutoff:
+                denied.add_user(
+                    revocation.user_id,
+                    revocation.revoked_at,
+                    until,
+                    exempt_sid=revocation.kept_sid,
+                )
+                added += 1
+            cursor = max(cursor, revocation.revoked_at)
         self._revocations_seen = cursor
         return added
 
     async def live_revocations(self) -> LiveRevocations:
         """Every session revoked within the last access-token lifetime (its tokens may still
-        be out there), read from the store through its index on the revocation time: what
+        be out there), and every user's cutoff of that time, read from the store through the
+        indexes on the revocation times: what
         the Redis fan-out stores again when Redis has lost its data (docs/deployment.md)."""
         now = self._clock.now()
         ttl = self._access_ttl
@@ -165,8 +178,27 @@ class SessionService:
             # A full page moves the cursor on (the next page starts at its last instant);
             # one that cannot (a page of one instant) ends the reading.
             if len(page) < LIVE_PAGE or page[-1][1] <= cursor:
-                return LiveRevocations(sessions=list(live.items()))
+                break
             cursor = page[-1][1]
+        users: dict[str, tuple[UserCutoff, float]] = {}
+        cursor = now - ttl
+        while True:  # the same for the mass revocations: one cutoff per user
+            revocations = await self._sessions.user_revocations_since(cursor, limit=LIVE_PAGE)
+            for revocation in revocations:
+                until = revocation.revoked_at + ttl
+                if until > now:
+                    known = users.get(revocation.user_id)
+                    cutoff = revocation.cutoff
+                    users[revocation.user_id] = (
+                        (cutoff, until) if known is None else (known[0].merged(cutoff), until)
+                    )
+            if len(revocations) < LIVE_PAGE or revocations[-1].revoked_at <= cursor:
+                break
+            cursor = revocations[-1].revoked_at
+        return LiveRevocations(
+            sessions=list(live.items()),
+            users=[(user, cutoff, until) for user, (cutoff, until) in users.items()],
+        )
 
     async def purge(self) -> int:
         """Delete one batch of dead sessions and old audit events (called in a loop by the

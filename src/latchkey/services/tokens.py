@@ -6,12 +6,14 @@ store calls and runs password hashing off the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
 
 from ..adapters.throttle import Throttle
 from ..core.audit import AuditEvent, AuditKind
+from ..core.epochs import first_issue_at
 from ..core.errors import (
     AccountDisabled,
     InvalidCredentials,
@@ -110,6 +112,13 @@ class TokenService:
         if new_hash is not None:
             await self._users.set_password_hash(user.id, new_hash)
         now = context.clock.now()
+        # A cutoff in this very second (every session of the user just ended) would refuse an
+        # access token issued now, its iat being whole seconds: wait for the next second
+        # (core/epochs.py), at most once per mass revocation of this user, under a second.
+        delay = first_issue_at(user.not_before) - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+            now = context.clock.now()
         token = self._codec.first(self._codec.new_sid())
         session = new_session(
             token,
@@ -119,6 +128,7 @@ class TokenService:
             policy=self.policy,
             user_agent=client.user_agent[:512] if client.user_agent else None,
             address=client.address,
+            epoch=user.epoch,  # a mass revocation after the password check ends it too
         )
         event = AuditEvent(
             at=now,

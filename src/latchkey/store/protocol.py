@@ -2,7 +2,9 @@
 
 ``tests/store/contract.py`` is their contract. Methods taking ``audit`` write those events in
 the same transaction as the change, and only if the change happened; an event given as a
-template gets the row's ``user_id`` and ``sid`` filled in (one event per revoked session).
+template gets the row's ``user_id`` and ``sid`` filled in. Ending every session of a user is
+one :class:`~latchkey.core.epochs.EpochRevocation` (its audit event carries the count), in a
+fixed number of statements whatever that count.
 Adapters raise :class:`~latchkey.core.errors.ServiceUnavailable` when the database cannot be
 reached, and :class:`~latchkey.core.errors.Conflict` for a duplicate username.
 """
@@ -14,6 +16,7 @@ from typing import Protocol
 
 from ..core.audit import AuditEvent, AuditKind
 from ..core.clients import Client
+from ..core.epochs import EpochRevocation
 from ..core.keyring import StoredKey
 from ..core.sessions import Rotation, Session
 from ..core.users import User
@@ -44,21 +47,22 @@ class UserStore(Protocol):
         *,
         keep_sid: str | None = None,
         audit: Sequence[AuditEvent] = (),
-    ) -> list[str]:
-        """Set the hash and revoke every session of the user but ``keep_sid``, atomically;
-        the ids of the sessions revoked."""
+    ) -> EpochRevocation | None:
+        """Set the hash and end every session of the user but ``keep_sid``, atomically;
+        ``None`` for an unknown user."""
         ...
 
     async def set_user_disabled(
         self, user_id: str, now: float, *, disabled: bool, audit: Sequence[AuditEvent] = ()
-    ) -> list[str] | None:
-        """Disable (and revoke every session, atomically) or enable; ``None`` if unknown."""
+    ) -> EpochRevocation | bool:
+        """Disable (and end every session, atomically: the revocation) or enable (``True``);
+        ``False`` if unknown."""
         ...
 
     async def delete_user(
         self, user_id: str, now: float, *, audit: Sequence[AuditEvent] = ()
-    ) -> list[str] | None:
-        """Delete the user and revoke every session, atomically; ``None`` if unknown."""
+    ) -> EpochRevocation | None:
+        """End every session and delete the user, atomically; ``None`` if unknown."""
         ...
 
 
@@ -103,8 +107,15 @@ class SessionStore(Protocol):
         *,
         except_sid: str | None = None,
         audit: AuditEvent | None = None,
-    ) -> list[str]:
-        """Revoke every live session of the user but ``except_sid``; the ids revoked."""
+    ) -> EpochRevocation | None:
+        """End every session of the user but ``except_sid`` (its epoch goes up by one);
+        ``None`` for an unknown user."""
+        ...
+
+    async def user_revocations_since(
+        self, since: float, *, limit: int = 10_000
+    ) -> list[EpochRevocation]:
+        """Mass revocations made at or after ``since``, oldest first."""
         ...
 
     async def revoked_since(self, since: float, *, limit: int = 10_000) -> list[tuple[str, float]]:
@@ -112,8 +123,9 @@ class SessionStore(Protocol):
         ...
 
     async def purge(self, *, sessions_before: float, audit_before: float, batch: int) -> int:
-        """Delete up to ``batch`` sessions revoked or expired before ``sessions_before`` and up
-        to ``batch`` audit events older than ``audit_before``; how many rows went."""
+        """Delete up to ``batch`` sessions revoked or expired before ``sessions_before``, up
+        to ``batch`` ended by the oldest mass revocation made before then, and up to ``batch``
+        audit events older than ``audit_before``; how many rows went."""
         ...
 
 

@@ -46,6 +46,7 @@ class SqlAudit(SqlBase):
                 address=row.address,
                 user_agent=row.user_agent,
                 reason=row.reason,
+                count=row._mapping["count"],
             )
             for row in rows
         ]

@@ -9,45 +9,44 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..core.audit import AuditEvent
+from ..core.epochs import EpochRevocation
 from ..core.sessions import Rotation, Session
 from . import statements
 from .engine import SqlBase, write_audit
-from .tables import audit_events, sessions
+from .sql_epochs import end_epoch, revocation_from
+from .tables import audit_events, sessions, user_revocations, users
 
-
-async def revoke_all(
-    conn: AsyncConnection,
-    user_id: str,
-    reason: str,
-    now: float,
-    except_sid: str | None,
-    audit: AuditEvent | None,
-) -> list[str]:
-    """Revoke every live session of a user but ``except_sid``; the revoked ids."""
-    c = sessions.c
-    statement = (
-        update(sessions)
-        .where(c.user_id == user_id, c.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-        .returning(c.sid)
-    )
-    if except_sid is not None:
-        statement = statement.where(c.sid != except_sid)
-    sids = sorted((await conn.execute(statement)).scalars())
-    if audit is not None:
-        await write_audit(
-            conn,
-            [dataclasses.replace(audit, user_id=user_id, sid=sid, reason=reason) for sid in sids],
-        )
-    return sids
+# A session with its user's epoch: one of an older epoch, or of a deleted user, is ended
+# (core/epochs.py) although its own row says nothing of it.
+_WITH_USER = select(
+    sessions,
+    users.c.epoch.label("user_epoch"),
+    users.c.not_before.label("user_not_before"),
+    users.c.not_before_reason.label("user_not_before_reason"),
+).select_from(sessions.outerjoin(users, users.c.id == sessions.c.user_id))
 
 
 def _session(row: Row[Any]) -> Session:
+    session = _stored_session(row)
+    if session.revoked_at is not None or row.user_epoch == session.epoch:
+        return session
+    if row.user_epoch is None:  # the user was deleted
+        return dataclasses.replace(
+            session, revoked_at=session.last_used_at, revoked_reason="user_deleted"
+        )
+    return dataclasses.replace(
+        session,
+        revoked_at=row.user_not_before,
+        revoked_reason=row.user_not_before_reason,
+    )
+
+
+def _stored_session(row: Row[Any]) -> Session:
     return Session(
         sid=row.sid,
         user_id=row.user_id,
@@ -68,6 +67,7 @@ def _session(row: Row[Any]) -> Session:
         settled_generation=row.settled_generation,
         mark_generation=row.mark_generation,
         mark_at=row.mark_at,
+        epoch=row.epoch,
     )
 
 
@@ -86,7 +86,7 @@ class SqlSessions(SqlBase):
 
     async def get_session(self, sid: str) -> Session | None:
         async with self._begin() as conn:
-            row = (await conn.execute(select(sessions).where(sessions.c.sid == sid))).first()
+            row = (await conn.execute(_WITH_USER.where(sessions.c.sid == sid))).first()
         return None if row is None else _session(row)
 
     async def rotate(
@@ -110,7 +110,7 @@ class SqlSessions(SqlBase):
                 for event in rows:
                     event.update(user_id=row.user_id, sid=row.sid)
                 await conn.execute(statements.INSERT_AUDIT, rows)
-        return None if row is None else _session(row)
+        return None if row is None else _stored_session(row)
 
     async def revoke_session(
         self,
@@ -144,15 +144,15 @@ class SqlSessions(SqlBase):
         *,
         except_sid: str | None = None,
         audit: AuditEvent | None = None,
-    ) -> list[str]:
+    ) -> EpochRevocation | None:
         async with self._begin() as conn:
-            return await revoke_all(conn, user_id, reason, now, except_sid, audit)
+            return await end_epoch(conn, user_id, reason, now, keep_sid=except_sid, audit=audit)
 
     async def list_sessions(
         self, user_id: str | None = None, *, live_at: float | None = None
     ) -> list[Session]:
         c = sessions.c
-        statement = select(sessions).order_by(c.last_used_at.desc(), c.sid)
+        statement: Select[Any] = _WITH_USER.order_by(c.last_used_at.desc(), c.sid)
         if user_id is not None:
             statement = statement.where(c.user_id == user_id)
         if live_at is not None:
@@ -160,6 +160,7 @@ class SqlSessions(SqlBase):
                 c.revoked_at.is_(None),
                 c.idle_expires_at > live_at,
                 c.absolute_expires_at > live_at,
+                c.epoch == users.c.epoch,
             )
         async with self._begin() as conn:
             rows = (await conn.execute(statement)).all()
@@ -177,6 +178,20 @@ class SqlSessions(SqlBase):
             rows = (await conn.execute(statement)).all()
         return [(row.sid, row.revoked_at) for row in rows]
 
+    async def user_revocations_since(
+        self, since: float, *, limit: int = 10_000
+    ) -> list[EpochRevocation]:
+        r = user_revocations.c
+        statement = (
+            select(user_revocations)
+            .where(r.revoked_at >= since)
+            .order_by(r.revoked_at, r.id)
+            .limit(limit)
+        )
+        async with self._begin() as conn:
+            rows = (await conn.execute(statement)).all()
+        return [revocation_from(row) for row in rows]
+
     async def purge(self, *, sessions_before: float, audit_before: float, batch: int) -> int:
         """Delete at most ``batch`` sessions that were revoked or had expired before
         ``sessions_before``, and at most ``batch`` audit rows older than ``audit_before``;
@@ -192,6 +207,13 @@ class SqlSessions(SqlBase):
             .limit(batch)
         )
         old = select(audit_events.c.id).where(audit_events.c.at < audit_before).limit(batch)
+        r = user_revocations.c
+        ended = (
+            select(r.id, r.user_id, r.epoch)
+            .where(r.revoked_at < sessions_before)
+            .order_by(r.revoked_at)
+            .limit(1)
+        )
         async with self._begin() as conn:
             sids = list((await conn.execute(dead)).scalars())
             ids = list((await conn.execute(old)).scalars())
@@ -202,4 +224,26 @@ class SqlSessions(SqlBase):
             if ids:
                 result = await conn.execute(delete(audit_events).where(audit_events.c.id.in_(ids)))
                 deleted += result.rowcount
+            revocation = (await conn.execute(ended)).first()
+            if revocation is not None:
+                deleted += await _purge_ended_epochs(conn, revocation, batch)
         return deleted
+
+
+async def _purge_ended_epochs(conn: AsyncConnection, revocation: Row[Any], batch: int) -> int:
+    """Up to ``batch`` sessions that a mass revocation ended (through the index on
+    ``(user_id, epoch)``); the revocation's own row goes once none is left."""
+    c = sessions.c
+    ended = (
+        select(c.sid)
+        .where(c.user_id == revocation.user_id, c.epoch < revocation.epoch)
+        .limit(batch)
+    )
+    sids = list((await conn.execute(ended)).scalars())
+    deleted = 0
+    if sids:
+        deleted += (await conn.execute(delete(sessions).where(c.sid.in_(sids)))).rowcount
+    if len(sids) < batch:
+        r = user_revocations.c
+        await conn.execute(delete(user_revocations).where(r.id == revocation.id))
+    return deleted

@@ -10,10 +10,12 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from ..core.audit import AuditEvent, AuditKind
+from ..core.epochs import EpochRevocation
 from ..core.errors import Conflict
 from ..core.users import User
+from . import statements
 from .engine import SqlBase, write_audit
-from .sql_sessions import revoke_all
+from .sql_epochs import end_epoch
 from .tables import users
 
 
@@ -25,20 +27,14 @@ def _user(row: Row[Any]) -> User:
         created_at=row.created_at,
         scope=row.scope,
         disabled_at=row.disabled_at,
+        epoch=row.epoch,
+        not_before=row.not_before,
     )
 
 
 class SqlUsers(SqlBase):
     async def add_user(self, user: User, *, audit: Sequence[AuditEvent] = ()) -> None:
-        values = {
-            "id": user.id,
-            "username": user.username,
-            "username_key": user.key,
-            "password_hash": user.password_hash,
-            "scope": user.scope,
-            "created_at": user.created_at,
-            "disabled_at": user.disabled_at,
-        }
+        values = statements.user_values(user)
         try:
             async with self._begin() as conn:
                 await conn.execute(users.insert().values(**values))
@@ -81,24 +77,24 @@ class SqlUsers(SqlBase):
         *,
         keep_sid: str | None = None,
         audit: Sequence[AuditEvent] = (),
-    ) -> list[str]:
-        """Set the hash and revoke every session but ``keep_sid``, in one transaction."""
+    ) -> EpochRevocation | None:
+        """Set the hash and end every session but ``keep_sid``, in one transaction."""
         async with self._begin() as conn:
             result = await conn.execute(
                 update(users).where(users.c.id == user_id).values(password_hash=password_hash)
             )
             if not result.rowcount:
-                return []  # unknown user: nothing changed, nothing to audit
+                return None  # unknown user: nothing changed, nothing to audit
             await write_audit(conn, audit)
-            template = AuditEvent(at=now, kind=AuditKind.SESSION_REVOKED, user_id=user_id)
-            reason = "password_changed"
-            return await revoke_all(conn, user_id, reason, now, keep_sid, template)
+            return await end_epoch(
+                conn, user_id, "password_changed", now, keep_sid=keep_sid, audit=_ended(now)
+            )
 
     async def set_user_disabled(
         self, user_id: str, now: float, *, disabled: bool, audit: Sequence[AuditEvent] = ()
-    ) -> list[str] | None:
-        """Disable (revoking every session in the same transaction) or enable a user;
-        ``None`` for an unknown user, else the ids of the sessions revoked."""
+    ) -> EpochRevocation | bool:
+        """Disable (ending every session in the same transaction) or enable a user;
+        ``False`` for an unknown user, the revocation when disabling, else ``True``."""
         async with self._begin() as conn:
             result = await conn.execute(
                 update(users)
@@ -106,22 +102,27 @@ class SqlUsers(SqlBase):
                 .values(disabled_at=now if disabled else None)
             )
             if not result.rowcount:
-                return None
+                return False
             await write_audit(conn, audit)
             if not disabled:
-                return []
-            template = AuditEvent(at=now, kind=AuditKind.SESSION_REVOKED, user_id=user_id)
-            return await revoke_all(conn, user_id, "user_disabled", now, None, template)
+                return True
+            revocation = await end_epoch(conn, user_id, "user_disabled", now, audit=_ended(now))
+            return True if revocation is None else revocation
 
     async def delete_user(
         self, user_id: str, now: float, *, audit: Sequence[AuditEvent] = ()
-    ) -> list[str] | None:
-        """Delete a user after revoking every session (the revoked rows stay until the purge,
-        so that every instance's deny-list hears of them); ``None`` for an unknown user."""
+    ) -> EpochRevocation | None:
+        """End every session of the user, then delete it (the ended session rows stay until
+        the purge, which follows the revocation's row); ``None`` for an unknown user."""
         async with self._begin() as conn:
-            result = await conn.execute(delete(users).where(users.c.id == user_id))
-            if not result.rowcount:
+            revocation = await end_epoch(conn, user_id, "user_deleted", now, audit=_ended(now))
+            if revocation is None:
                 return None
+            await conn.execute(delete(users).where(users.c.id == user_id))
             await write_audit(conn, audit)
-            template = AuditEvent(at=now, kind=AuditKind.SESSION_REVOKED, user_id=user_id)
-            return await revoke_all(conn, user_id, "user_deleted", now, None, template)
+            return revocation
+
+
+def _ended(now: float) -> AuditEvent:
+    """The template of a mass revocation's audit event (end_epoch fills it in)."""
+    return AuditEvent(at=now, kind=AuditKind.SESSIONS_REVOKED)

@@ -19,7 +19,8 @@ from sqlalchemy.sql import Insert, Select, Update
 
 from ..core.audit import AuditEvent
 from ..core.sessions import Rotation, Session
-from .tables import audit_events, sessions
+from ..core.users import User
+from .tables import audit_events, sessions, users
 
 _c = sessions.c
 SESSION_COLUMNS = tuple(column.name for column in sessions.columns)
@@ -27,7 +28,21 @@ SESSION_COLUMNS = tuple(column.name for column in sessions.columns)
 # login also works against the schema before revision 0005, during a rolling upgrade.
 _MARK_COLUMNS = ("settled_generation", "mark_generation", "mark_at")
 NEW_SESSION_COLUMNS = tuple(name for name in SESSION_COLUMNS if name not in _MARK_COLUMNS)
-AUDIT_COLUMNS = ("at", "kind", "user_id", "username", "sid", "address", "user_agent", "reason")
+AUDIT_COLUMNS = (
+    "at",
+    "kind",
+    "user_id",
+    "username",
+    "sid",
+    "address",
+    "user_agent",
+    "reason",
+    "count",
+)
+
+# The epoch of the session's user (core/epochs.py): a session of an older one is ended, and a
+# deleted user's (no row, NULL) too. One primary-key lookup, whatever the session count.
+USER_EPOCH = select(users.c.epoch).where(users.c.id == _c.user_id).scalar_subquery()
 
 # When a rotation moves the marks (core.sessions.advance_marks): the mark is unset or older
 # than the window. Right-hand sides of an UPDATE read the row as it was before it.
@@ -43,6 +58,7 @@ ROTATE: Update = (
         _c.revoked_at.is_(None),
         _c.idle_expires_at > bindparam("now"),
         _c.absolute_expires_at > bindparam("now"),
+        _c.epoch == USER_EPOCH,
     )
     .values(
         generation=bindparam("new_generation"),
@@ -126,9 +142,24 @@ def audit_rows(events: Iterable[AuditEvent]) -> list[dict[str, Any]]:
             "address": e.address,
             "user_agent": e.user_agent[:512] if e.user_agent else None,
             "reason": e.reason,
+            "count": e.count,
         }
         for e in events
     ]
+
+
+def user_values(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "username_key": user.key,
+        "password_hash": user.password_hash,
+        "scope": user.scope,
+        "created_at": user.created_at,
+        "disabled_at": user.disabled_at,
+        "epoch": user.epoch,
+        "not_before": user.not_before,
+    }
 
 
 def session_values(session: Session) -> dict[str, Any]:

@@ -27,6 +27,11 @@ users = Table(
     Column("scope", Text, nullable=False, server_default=""),
     Column("created_at", Float, nullable=False),
     Column("disabled_at", Float, nullable=True),
+    # Every session of the user at once (core/epochs.py): the epoch goes up by one, and
+    # sessions of an older epoch are ended, whatever their number.
+    Column("epoch", Integer, nullable=False, server_default="0"),
+    Column("not_before", Float, nullable=True),  # when that last happened
+    Column("not_before_reason", String(32), nullable=True),
 )
 
 # One row per session, whatever the number of rotations (docs/design.md §2: storage is O(1)).
@@ -53,11 +58,30 @@ sessions = Table(
     Column("settled_generation", Integer, nullable=False, server_default="0"),
     Column("mark_generation", Integer, nullable=False, server_default="0"),
     Column("mark_at", Float, nullable=True),
-    Index("ix_sessions_user_id", "user_id"),
+    Column("epoch", Integer, nullable=False, server_default="0"),  # its user's, when opened
+    Index("ix_sessions_user_id_epoch", "user_id", "epoch"),
     # The deny-list feed (revoked since …) and the purge (expired or revoked before …).
     Index("ix_sessions_revoked_at", "revoked_at"),
     Index("ix_sessions_idle_expires_at", "idle_expires_at"),
     Index("ix_sessions_absolute_expires_at", "absolute_expires_at"),
+)
+
+# One row per mass revocation (core/epochs.py EpochRevocation): the feed that tells every
+# instance's deny-list of a user's cutoff, and what the purge follows to delete the ended
+# sessions in batches; kept one access-token lifetime, then purged with those sessions.
+user_revocations = Table(
+    "user_revocations",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("user_id", String(32), nullable=False),
+    Column("epoch", Integer, nullable=False),  # sessions of an older epoch ended
+    Column("revoked_at", Float, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("kept_sid", String(32), nullable=True),
+    Column("sessions", Integer, nullable=False),
+    Index("ix_user_revocations_revoked_at", "revoked_at"),
 )
 
 # Signing keys, shared by every instance; the private key is sealed (core/sealing.py).
@@ -87,6 +111,7 @@ audit_events = Table(
     Column("address", String(64), nullable=True),
     Column("user_agent", String(512), nullable=True),
     Column("reason", String(64), nullable=True),
+    Column("count", Integer, nullable=True),  # sessions ended by a mass revocation
     Index("ix_audit_events_at", "at"),
     Index("ix_audit_events_user_id_at", "user_id", "at"),
 )
