@@ -222,6 +222,7 @@ def build(
         limits=limits,
         revoker=revoker,
         audit_refreshes=settings.audit_refreshes,
+        max_sessions=settings.max_sessions_per_user,
     )
     return Container(
         settings=settings,

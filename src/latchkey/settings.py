@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     access_ttl: Duration = Field(default=900, ge=1, le=86400)
     refresh_ttl: Duration = Field(default=7 * 86400, ge=60)
     session_ttl: Duration = Field(default=30 * 86400, ge=60)
+    # Live sessions one user may hold; a login past it ends the oldest (docs/sessions.md).
+    max_sessions_per_user: int = Field(default=100, ge=1, le=100_000)
     refresh_grace: Duration = Field(default=10, ge=0, le=300)
     leeway: Duration = Field(default=0, ge=0, le=300)
     signing_key_file: Path | None = None

@@ -337,6 +337,37 @@ async def test_sessions_of_lists_live_own_sessions(
     assert views[0].last_used_at == clock.now() - 120
 
 
+# --- the cap on live sessions per user ---------------------------------------------------------
+
+
+async def test_a_login_past_the_cap_ends_the_oldest_session(
+    services: Container, alice: User, bob: User, settings: Settings, clock: ManualClock
+) -> None:
+    """With LATCHKEY_MAX_SESSIONS_PER_USER=3 a fourth login ends the oldest session (refresh
+    and access token, at once) and keeps the three newest; audited as session_limit; other
+    users' sessions do not count."""
+    capped = build(settings.model_copy(update={"max_sessions_per_user": 3}), clock=clock)
+    try:
+        await capped.migrate()  # loads the signing keys
+        bobs = await login(capped, "bob", BOB_PASSWORD)
+        pairs = []
+        for _ in range(3):
+            pairs.append(await login(capped))
+            clock.advance(1)
+        assert await revocations(capped) == []
+        fourth = await login(capped)
+        await assert_revoked(capped, pairs[0])
+        for pair in (*pairs[1:], fourth, bobs):
+            await assert_alive(capped, pair)
+        assert [(e.sid, e.user_id, e.reason, e.address) for e in await revocations(capped)] == [
+            (sid_of(pairs[0]), alice.id, "session_limit", CLIENT.address)
+        ]
+        live = await capped.sessions.list_sessions("alice")
+        assert {s.sid for s in live} == {sid_of(pair) for pair in (*pairs[1:], fourth)}
+    finally:
+        await capped.close()
+
+
 # --- disabled and deleted accounts -----------------------------------------------------------
 
 

@@ -666,6 +666,35 @@ class StoreContract:
         assert [s.sid for s in await store.list_sessions()] == [kept.sid]
         assert await store.purge(sessions_before=T0 + 1, audit_before=0, batch=3) == 0
 
+    async def test_end_oldest_sessions(self, store: Store) -> None:
+        """The user's live sessions of the epoch past the ``keep`` most recently opened are
+        revoked, at most ``batch`` at a time, each audited; ended, expired, other epochs' and
+        other users' sessions do not count."""
+        alice, bob = "a" * 32, "b" * 32
+        opened = [make_session(n, user_id=alice, created_at=T0 - 100 + n) for n in range(1, 7)]
+        revoked = make_session(7, user_id=alice, created_at=T0 - 500, revoked_at=T0 - 1)
+        expired = make_session(8, user_id=alice, created_at=T0 - 400, idle_expires_at=T0)
+        other = make_session(9, user_id=bob, created_at=T0 - 300)
+        for session in (*opened, revoked, expired, other):
+            await add_session(store, session)
+        template = audit_event(AuditKind.SESSION_REVOKED, at=T0, reason="session_limit")
+        args = {"keep": 3, "now": T0, "reason": "session_limit", "audit": template}
+        # The first past the cap first: a batch is bounded, the next login takes the rest.
+        ended = await store.end_oldest_sessions(alice, 0, batch=2, **args)
+        assert ended == sorted(s.sid for s in opened[1:3])
+        assert await store.end_oldest_sessions(alice, 0, batch=2, **args) == [opened[0].sid]
+        assert await store.end_oldest_sessions(alice, 0, batch=2, **args) == []
+        assert await store.end_oldest_sessions(alice, 1, batch=2, keep=0, now=T0, reason="x") == []
+        for session in opened[:3]:
+            assert await store.get_session(session.sid) == revoked_copy(
+                session, T0, "session_limit"
+            )
+        for session in (*opened[3:], revoked, expired, other):
+            assert await store.get_session(session.sid) == session
+        events = without_ids(await store.list_audit())
+        assert sorted(e.sid or "" for e in events) == sorted(s.sid for s in opened[:3])
+        assert {(e.user_id, e.reason) for e in events} == {(alice, "session_limit")}
+
     # --- listing sessions, the revocation feed --------------------------------------------
 
     async def test_list_sessions_most_recently_used_first(self, store: Store) -> None:

@@ -126,7 +126,7 @@ async def test_upgrade_through_0003_keeps_the_data(database_url: str) -> None:
         async with store.engine.connect() as conn:
             assert "audit_events" in await conn.run_sync(_tables)
             assert {
-                "ix_sessions_user_id_epoch",
+                "ix_sessions_user_id_epoch_created_at",
                 "ix_sessions_revoked_at",
                 "ix_sessions_idle_expires_at",
                 "ix_sessions_absolute_expires_at",

@@ -32,6 +32,7 @@ class RevocationReason(enum.StrEnum):
     ADMIN = "admin"  # `latchkey sessions revoke`
     USER_DISABLED = "user_disabled"
     USER_DELETED = "user_deleted"
+    SESSION_LIMIT = "session_limit"  # a login past LATCHKEY_MAX_SESSIONS_PER_USER: the oldest
 
 
 @dataclass(frozen=True, slots=True)

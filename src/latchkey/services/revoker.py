@@ -50,6 +50,24 @@ class Revoker:
             await context.revocations.publish(sid, now + self._access_ttl)
         return revoked
 
+    async def announce_sessions(
+        self, sids: list[str], reason: RevocationReason, now: float, user_id: str
+    ) -> None:
+        """Publish sessions revoked in the store one by one (a few: the cap) and log each."""
+        context = self._context
+        for sid in sids:
+            context.events.revoked(reason)
+            context.audit.log(
+                AuditEvent(
+                    at=now,
+                    kind=AuditKind.SESSION_REVOKED,
+                    user_id=user_id,
+                    sid=sid,
+                    reason=reason.value,
+                )
+            )
+            await context.revocations.publish(sid, now + self._access_ttl)
+
     async def announce(self, revocation: EpochRevocation) -> None:
         """Log a mass revocation made in the store and give every guard its one per-user
         cutoff (the user's access tokens issued before it are refused, the kept session's

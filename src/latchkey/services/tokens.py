@@ -46,6 +46,8 @@ from .revoker import Revoker
 
 log = logging.getLogger("latchkey.service")
 
+CAP_BATCH = 100  # sessions past the cap ended by one login, at most
+
 
 class TokenService:
     """``/auth/login``, ``/auth/refresh``, ``/auth/logout`` and ``/auth/me``."""
@@ -64,6 +66,7 @@ class TokenService:
         limits: ThrottleLimits,
         revoker: Revoker,
         audit_refreshes: bool,
+        max_sessions: int = 100,
     ) -> None:
         self._users = users
         self._sessions = sessions
@@ -77,6 +80,7 @@ class TokenService:
         self._names = UserNames(users)
         self._revoker = revoker
         self.audit_refreshes = audit_refreshes  # one audit row per refresh (the log line always)
+        self.max_sessions = max_sessions  # live sessions per user; a login past it ends the oldest
 
     async def login(self, username: str, password: str, client: ClientInfo) -> TokenPair:
         context = self._context
@@ -142,7 +146,32 @@ class TokenService:
         await self._sessions.add_session(session, audit=[event])
         context.events.login(ok=True)
         context.audit.log(event)
+        await self._end_sessions_past_the_cap(session, client)
         return self._access.pair(session, token, now)
+
+    async def _end_sessions_past_the_cap(self, session: Session, client: ClientInfo) -> None:
+        """The user's oldest live sessions past LATCHKEY_MAX_SESSIONS_PER_USER end, a bounded
+        number per login (one, once a user is at the cap): what one user holds stays small
+        whoever logs in how often."""
+        reason = RevocationReason.SESSION_LIMIT
+        now = session.created_at
+        ended = await self._sessions.end_oldest_sessions(
+            session.user_id,
+            session.epoch,
+            keep=self.max_sessions,
+            now=now,
+            reason=reason.value,
+            batch=CAP_BATCH,
+            audit=AuditEvent(
+                at=now,
+                kind=AuditKind.SESSION_REVOKED,
+                address=client.address,
+                user_agent=client.user_agent,
+                reason=reason.value,
+            ),
+        )
+        if ended:
+            await self._revoker.announce_sessions(ended, reason, now, session.user_id)
 
     async def _failed_login(self, user: User | None, client: ClientInfo, reason: str) -> None:
         self._context.events.login(ok=False)

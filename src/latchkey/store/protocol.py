@@ -118,6 +118,21 @@ class SessionStore(Protocol):
         """Mass revocations made at or after ``since``, oldest first."""
         ...
 
+    async def end_oldest_sessions(
+        self,
+        user_id: str,
+        epoch: int,
+        *,
+        keep: int,
+        now: float,
+        reason: str,
+        batch: int,
+        audit: AuditEvent | None = None,
+    ) -> list[str]:
+        """Revoke the user's live sessions of ``epoch`` past the ``keep`` most recently
+        opened, at most ``batch`` of them (each audited from the template); the ids."""
+        ...
+
     async def revoked_since(self, since: float, *, limit: int = 10_000) -> list[tuple[str, float]]:
         """``(sid, revoked_at)`` of sessions revoked at or after ``since``, oldest first."""
         ...

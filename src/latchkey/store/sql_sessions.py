@@ -148,6 +148,46 @@ class SqlSessions(SqlBase):
         async with self._begin() as conn:
             return await end_epoch(conn, user_id, reason, now, keep_sid=except_sid, audit=audit)
 
+    async def end_oldest_sessions(
+        self,
+        user_id: str,
+        epoch: int,
+        *,
+        keep: int,
+        now: float,
+        reason: str,
+        batch: int,
+        audit: AuditEvent | None = None,
+    ) -> list[str]:
+        c = sessions.c
+        # Newest first through the index on (user_id, epoch, created_at): the rows past the
+        # ``keep`` newest, at most ``batch`` of them, whatever the user holds.
+        excess = (
+            select(c.sid)
+            .where(
+                c.user_id == user_id,
+                c.epoch == epoch,
+                c.revoked_at.is_(None),
+                c.idle_expires_at > now,
+                c.absolute_expires_at > now,
+            )
+            .order_by(c.created_at.desc(), c.sid.desc())
+            .offset(keep)
+            .limit(batch)
+        )
+        async with self._begin() as conn:
+            sids = sorted((await conn.execute(excess)).scalars())
+            if sids:
+                await conn.execute(
+                    update(sessions)
+                    .where(c.sid.in_(sids), c.revoked_at.is_(None))
+                    .values(revoked_at=now, revoked_reason=reason)
+                )
+                if audit is not None:
+                    events = [dataclasses.replace(audit, user_id=user_id, sid=s) for s in sids]
+                    await write_audit(conn, events)
+        return sids
+
     async def list_sessions(
         self, user_id: str | None = None, *, live_at: float | None = None
     ) -> list[Session]:
