@@ -633,6 +633,30 @@ async def test_sync_revocations_from_another_instance(
         assert await services.sessions.sync_revocations() == 0
 
 
+async def test_sync_revocations_reads_both_feeds_from_one_cursor(
+    services: Container,
+    alice: User,
+    bob: User,
+    open_service: ServiceFactory,
+    clock: ManualClock,
+) -> None:
+    """A user's cutoff older than the newest session revocation of the same read is not
+    skipped: both feeds are read from where the previous read ended."""
+    first, alices = await login(services), await login(services)
+    bobs = await login(services, "bob", BOB_PASSWORD)
+    assert await services.sessions.revoke_session(sid_of(first))
+    assert await services.sessions.sync_revocations() == 0  # its own: known already
+    async with open_service() as other:
+        clock.advance(2)
+        assert await other.sessions.revoke_sessions_of("alice") == 1
+        clock.advance(8)
+        assert await other.sessions.revoke_session(sid_of(bobs))
+        assert await services.sessions.sync_revocations() == 2
+    for pair in (alices, bobs):
+        with pytest.raises(RevokedToken):
+            services.verifier.verify(pair.access_token)
+
+
 async def test_sync_revocations_reads_one_access_lifetime_back(
     services: Container,
     alice: User,

@@ -140,14 +140,15 @@ class SessionService:
         cursor = now - ttl if self._revocations_seen is None else self._revocations_seen
         added = 0
         denied = self._revocations.local
-        for sid, revoked_at in await self._sessions.revoked_since(cursor - FEED_OVERLAP):
+        since = cursor - FEED_OVERLAP  # the same for both reads: each may be late
+        for sid, revoked_at in await self._sessions.revoked_since(since):
             until = revoked_at + ttl
             if until > now and sid not in denied:
                 denied.add(sid, until)
                 added += 1
             cursor = max(cursor, revoked_at)
         # Every session of a user ended at once: one cutoff for the user, at any count.
-        for revocation in await self._sessions.user_revocations_since(cursor - FEED_OVERLAP):
+        for revocation in await self._sessions.user_revocations_since(since):
             until = revocation.revoked_at + ttl
             if until > now and denied.cutoff(revocation.user_id) != revocation.cutoff:
                 denied.add_user(
