@@ -55,6 +55,7 @@ def test_user_add_twice_is_a_conflict(
     """A second user with the same name (any case) is refused with one line, exit 2."""
     _stdin(monkeypatch, "password-one\n")
     assert main(["user", "add", "alice", "--password-stdin"]) == 0
+    capsys.readouterr()
     _stdin(monkeypatch, "password-two\n")
     assert main(["user", "add", "ALICE", "--password-stdin"]) == 2
     err = capsys.readouterr().err
@@ -94,21 +95,116 @@ def test_migrate_is_idempotent(cli_env: Path, capsys: pytest.CaptureFixture[str]
     assert "up to date" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [["user", "list"], ["keys", "list"], ["sessions", "list"], ["audit"], ["clients", "list"]],
-)
+MANAGEMENT = [
+    ["user", "list"],
+    ["user", "add", "zed", "--password-stdin"],
+    ["user", "update", "zed", "--scope", "read"],
+    ["user", "disable", "zed"],
+    ["sessions", "list"],
+    ["sessions", "revoke", "--user", "zed"],
+    ["keys", "list"],
+    ["keys", "rotate"],
+    ["audit"],
+    ["clients", "list"],
+    ["clients", "add", "billing-api"],
+]
+
+
+@pytest.mark.parametrize("argv", MANAGEMENT, ids=" ".join)
+def test_management_commands_create_nothing_where_there_is_no_database(
+    cli_env: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    """In a directory without a database, a management command names the path it looked at
+    and the fix, exit 2, and creates nothing: no data directory, database or secret."""
+    _stdin(monkeypatch, "a long unusual passphrase\n")
+    before = sorted(tmp_path.rglob("*"))
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"latchkey: no database at {cli_env.resolve() / 'latchkey.db'}: ")
+    assert "LATCHKEY_DATA_DIR" in err and "`latchkey migrate`" in err
+    assert sorted(tmp_path.rglob("*")) == before
+    assert not cli_env.exists()
+
+
+@pytest.mark.parametrize("argv", MANAGEMENT[:1] + MANAGEMENT[4:5] + MANAGEMENT[8:], ids=" ".join)
 def test_only_migrate_makes_the_schema(
     cli_env: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     """A management command on a database without the current schema changes nothing: one
-    line says to run `latchkey migrate`, exit 2; after it, the command works."""
+    line names the database and says to run `latchkey migrate`, exit 2; after it, the
+    command works."""
+    from latchkey.adapters.keyfiles import new_secret
+
+    cli_env.mkdir()
+    (cli_env / "latchkey.db").touch()  # an empty file, as an older latchkey left it
+    (cli_env / "secret.key").write_text(new_secret())
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
-    assert err.startswith("latchkey: ") and "run `latchkey migrate`" in err
+    assert err.startswith(f"latchkey: sqlite:///{cli_env.resolve() / 'latchkey.db'}: ")
+    assert "run `latchkey migrate`" in err
     assert main(["migrate"]) == 0
     assert main(argv) == 0
+
+
+def test_a_missing_secret_is_not_made_by_a_management_command(
+    migrated: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The database is there but its secret key is not: a new secret would not unseal its
+    signing keys. The command names the file and the settings, and makes none."""
+    (migrated / "secret.key").unlink()
+    assert main(["keys", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"latchkey: no secret key at {migrated.resolve() / 'secret.key'}: ")
+    assert "LATCHKEY_SECRET_KEY" in err and err.count("\n") == 1
+    assert not (migrated / "secret.key").exists()
+
+
+def test_changing_commands_name_the_database_they_changed(
+    migrated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each command that changes something says on stderr which database; reading ones
+    do not."""
+    database = f"latchkey: database sqlite:///{migrated.resolve() / 'latchkey.db'}\n"
+    _stdin(monkeypatch, "a long unusual passphrase\n")
+    for argv in (
+        ["user", "add", "amy", "--password-stdin", "--scope", "read write"],
+        ["user", "update", "amy", "--scope", "read"],
+        ["sessions", "revoke", "--user", "amy"],
+        ["keys", "rotate"],
+        ["user", "disable", "amy"],
+    ):
+        assert main(argv) == 0, argv
+        assert capsys.readouterr().err == database, argv
+    for argv in (["user", "list"], ["keys", "list"], ["audit"], ["sessions", "list"]):
+        assert main(argv) == 0, argv
+        assert capsys.readouterr().err == "", argv
+
+
+def test_a_database_that_cannot_be_used_is_one_line_without_its_password(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL without that database (or down): one line naming the database with its
+    password masked, and why, for migrate and for the other commands alike."""
+    from support import POSTGRES_URL, TEST_SECRET
+
+    base = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0]
+    url = base.replace("://postgres@", "://postgres:hunter2@") + "/latchkey_no_such_database"
+    assert "hunter2" in url
+    monkeypatch.setenv("LATCHKEY_DATABASE_URL", url)
+    monkeypatch.setenv("LATCHKEY_SECRET_KEY", TEST_SECRET)
+    for argv in (["migrate"], ["user", "list"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert "hunter2" not in err
+        assert err.startswith("latchkey: postgresql://postgres:***@")
+        assert "latchkey_no_such_database" in err
 
 
 @pytest.mark.parametrize(

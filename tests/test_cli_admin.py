@@ -439,3 +439,48 @@ def test_a_database_fault_is_one_line(
         "'bind_execute_many'\n"
     )
     assert "Traceback" not in err
+
+
+# --- user update ---------------------------------------------------------------------------
+
+
+def test_user_update_changes_what_the_next_login_grants(cli: AdminCli) -> None:
+    """`user update amy --scope "read write"`: amy's next login grants that scope; a rename
+    is the name to log in with; the audit trail has the change; --user takes the id."""
+    cli.add_user("amy")
+    old_pair = cli.login("amy")
+    out = cli.ok("user", "update", "amy", "--scope", "read write")
+    assert out.startswith("updated user amy (") and "scope 'read write'" in out
+    assert _scope(cli, cli.login("amy")) == "read write"
+    assert _scope(cli, old_pair) == ""  # the session logged in before keeps its own
+
+    out = cli.ok("user", "update", "amy", "--username", "amelia", "--scope", "read")
+    assert "renamed from amy" in out and "scope of 1 live session narrowed" in out
+    assert cli.login_error("amy") is InvalidCredentials
+    assert _scope(cli, cli.login("amelia")) == "read"
+    user_id = _rows(cli.ok("user", "list"))[0][1]
+    updates = [row for row in _rows(cli.ok("audit", "--user", user_id)) if "user_updated" in row]
+    assert [row[3] for row in updates] == ["amy", "amelia"]
+    assert updates[-1][-3:] == ["admin:", "scope", "username"]
+
+
+def _scope(cli: AdminCli, pair: TokenPair) -> str:
+    async def refreshed(services: Container) -> str:
+        new = await services.tokens.refresh(pair.refresh_token)
+        return str(services.tokens.verify_access_token(new.access_token).get("scope", ""))
+
+    return cli.with_service(refreshed)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["user", "update", "amy"], "nothing to change: give --scope and/or --username"),
+        (["user", "update", "nobody", "--scope", "x"], "No user named 'nobody'."),
+        (["user", "update", "amy", "--username", "bob"], "A user with this name exists already."),
+    ],
+)
+def test_user_update_refusals(cli: AdminCli, argv: list[str], message: str) -> None:
+    cli.add_user("amy")
+    cli.add_user("bob")
+    assert cli.fails(*argv) == f"latchkey: {message}\n"

@@ -20,7 +20,7 @@ from .adapters.revocations import LocalRevocations, Revocations
 from .adapters.throttle import LocalThrottle, Throttle
 from .core.access import AccessTokenIssuer
 from .core.clock import Clock, SystemClock
-from .core.errors import LatchkeyError, SchemaBehind
+from .core.errors import ConfigurationError, LatchkeyError, SchemaBehind
 from .core.keyring import KeyRing, KeyTimes
 from .core.passwords import Argon2Parameters, PasswordHasher
 from .core.policy import PasswordPolicy
@@ -146,11 +146,15 @@ def build(
     *,
     metrics: Metrics | None = None,
     events: Events | None = None,
+    create: bool = True,
 ) -> Container:
-    """Everything but the schema and the keys (:meth:`Container.migrate` does those)."""
+    """Everything but the schema and the keys (:meth:`Container.migrate` does those).
+
+    ``create``: with SQLite, make the data directory, the database file and the secret when
+    missing (what ``serve`` and ``migrate`` do); without, a missing secret is an error."""
     clock = clock or SystemClock()
     metrics = metrics or Metrics()
-    secret, refresh_secret = _secrets(settings)
+    secret, refresh_secret = _secrets(settings, create=create)
     store = SqlStore.from_url(
         settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
     )
@@ -298,14 +302,21 @@ def _fan_out(settings: Settings, clock: Clock) -> tuple[Revocations, Throttle]:
     )
 
 
-def _secrets(settings: Settings) -> tuple[bytes, bytes]:
+def _secrets(settings: Settings, *, create: bool) -> tuple[bytes, bytes]:
     """The deployment secret (created in the data directory with SQLite if not configured)
     and the refresh-token MAC key."""
-    if settings.is_sqlite:
+    if settings.is_sqlite and create:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         _private_file(settings.sqlite_path)
+    elif settings.sqlite_path is not None and not settings.sqlite_path.exists():
+        # SQLite would make a new, empty database here: not the one the service uses.
+        raise ConfigurationError(
+            f"no database at {settings.sqlite_path.resolve()}: run this where the service "
+            "runs, or set LATCHKEY_DATA_DIR (or LATCHKEY_DATABASE_URL) to the service's; "
+            "to start a new one there, run `latchkey migrate`"
+        )
     configured = settings.secret_key.get_secret_value() if settings.secret_key else None
-    secret = load_or_create_secret(settings.data_dir, configured)
+    secret = load_or_create_secret(settings.data_dir, configured, create=create)
     refresh_secret = (
         parse_secret(settings.refresh_secret.get_secret_value(), "LATCHKEY_REFRESH_SECRET")
         if settings.refresh_secret

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 ENV_PREFIX = "LATCHKEY_"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -200,6 +201,15 @@ class Settings(BaseSettings):
             return None
         path = self.database_url.split(":///", 1)[-1].split("?", 1)[0]
         return None if path in ("", ":memory:") else Path(path)
+
+    @property
+    def database_label(self) -> str:
+        """Which database this is, for the operator's eyes: a SQLite file by its absolute
+        path, any other URL with its password masked."""
+        path = self.sqlite_path
+        if path is not None:
+            return f"sqlite:///{path.resolve()}"
+        return make_url(self.database_url).render_as_string(hide_password=True)
 
 
 def describe_error(error: ValidationError) -> str:

@@ -62,11 +62,19 @@ def _read_private(path: Path) -> bytes:
         raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def load_or_create_secret(data_dir: Path, configured: str | None) -> bytes:
+def load_or_create_secret(data_dir: Path, configured: str | None, *, create: bool = True) -> bytes:
+    """The configured secret, else the one in ``DATA_DIR/secret.key``, made there first if
+    missing and ``create``; without ``create`` a missing file is an error naming it."""
     if configured is not None:
         return parse_secret(configured)
     path = data_dir / SECRET_FILE
     if not path.exists():
+        if not create:
+            raise ConfigurationError(
+                f"no secret key at {path.resolve()}: the signing keys in the database are "
+                "sealed with it. Set LATCHKEY_SECRET_KEY or LATCHKEY_DATA_DIR to the "
+                "service's, or restore the file"
+            )
         _create_exclusive(path, new_secret().encode("ascii"))
     return parse_secret(_read_private(path).decode("ascii", "replace"), str(path))
 

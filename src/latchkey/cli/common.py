@@ -16,6 +16,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from ..bootstrap import Container, build
+from ..core.errors import SchemaBehind, ServiceUnavailable
 from ..settings import Settings, describe_error
 
 T = TypeVar("T")
@@ -32,22 +33,36 @@ def load_settings() -> Settings:
         raise CommandError(describe_error(exc)) from None
 
 
-def run(work: Callable[[Container], Awaitable[T]], *, migrate: bool = False) -> T:
+def run(
+    work: Callable[[Container], Awaitable[T]], *, migrate: bool = False, changes: bool = False
+) -> T:
     """Build the services, run ``work``, close. Only ``migrate`` (``latchkey migrate`` and
-    ``serve``) changes the schema; every other command needs it current."""
+    ``serve``) makes a database or changes the schema; every other command needs an existing
+    database with the current schema, and creates nothing (no data directory, no secret).
+    ``changes``: after ``work``, say on stderr which database it changed."""
+    settings = load_settings()
 
     async def run() -> T:
-        container = build(load_settings())
+        container = build(settings, create=migrate)
         try:
             if migrate:
                 await container.migrate()
             else:
-                await container.require_schema()
+                try:
+                    await container.require_schema()
+                except SchemaBehind as exc:
+                    raise CommandError(f"{settings.database_label}: {exc.description}") from None
             return await work(container)
         finally:
             await container.close()
 
-    return asyncio.run(run())
+    try:
+        result = asyncio.run(run())
+    except ServiceUnavailable as exc:
+        raise CommandError(f"{settings.database_label}: {exc.description}") from None
+    if changes:
+        print(f"latchkey: database {settings.database_label}", file=sys.stderr)
+    return result
 
 
 def when(timestamp: float) -> str:

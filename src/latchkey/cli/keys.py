@@ -44,7 +44,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
         )
         return kid, container.keys.ring.status(), now
 
-    kid, statuses, now = run(work)
+    kid, statuses, now = run(work, changes=True)
     new = next(status for status in statuses if status.key.kid == kid)
     wait = int(new.key.activates_at - now)  # whole seconds: an immediate rotation is "now"
     signs = f"from {when(new.key.activates_at)} (in {wait} s)" if wait > 0 else "now"
@@ -67,7 +67,7 @@ def cmd_keys_secret(_args: argparse.Namespace) -> None:
 
 
 def cmd_clients_add(args: argparse.Namespace) -> None:
-    client, secret = run(lambda c: c.oauth.add_client(args.name))
+    client, secret = run(lambda c: c.oauth.add_client(args.name), changes=True)
     print(f"client_id: {client.id}\nclient_secret: {secret}")
     print(f"latchkey: registered {client.name}; the secret is not shown again", file=sys.stderr)
 
@@ -80,5 +80,5 @@ def cmd_clients_list(_args: argparse.Namespace) -> None:
 
 
 def cmd_clients_remove(args: argparse.Namespace) -> None:
-    run(lambda c: c.oauth.remove_client(args.client_id))
+    run(lambda c: c.oauth.remove_client(args.client_id), changes=True)
     print(f"removed client {args.client_id}")

@@ -22,6 +22,7 @@ from .users import (
     cmd_user_enable,
     cmd_user_list,
     cmd_user_set_password,
+    cmd_user_update,
 )
 
 
@@ -76,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from one line of standard input",
     )
     set_password.set_defaults(func=cmd_user_set_password)
+    update = user.add_parser(
+        "update",
+        help="change a user's scope or name; sessions keep running",
+        description="Change a user's scope and/or name (audited). A narrowed scope is cut from "
+        "every live session: each one's next refresh grants no more, and the access tokens "
+        "already issued keep theirs until they expire (at most LATCHKEY_ACCESS_TTL). A wider "
+        "scope is granted at the next login. A new name is the one to log in with; /auth/me "
+        "shows it within a minute. See docs/sessions.md.",
+    )
+    update.add_argument("username")
+    update.add_argument("--scope", help='the new space-separated scopes, e.g. "read write"')
+    update.add_argument("--username", dest="new_username", metavar="NEW", help="the new name")
+    update.set_defaults(func=cmd_user_update)
 
     sessions = commands.add_parser("sessions", help="sessions (logins)").add_subparsers(
         dest="sessions_command", required=True, metavar="ACTION"
@@ -90,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=cmd_sessions_revoke)
 
     audit = commands.add_parser("audit", help="show the audit trail, oldest first")
-    audit.add_argument("--user", metavar="USERNAME", help="only this user's events")
+    audit.add_argument(
+        "--user",
+        metavar="USER",
+        help="only this user's events: a username, or a user id (also of a deleted or "
+        "renamed user)",
+    )
     audit.add_argument(
         "--since", type=since, metavar="WHEN", help="e.g. 24h, 7d or 2026-11-28T09:30 (UTC)"
     )

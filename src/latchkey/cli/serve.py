@@ -78,4 +78,4 @@ def cmd_migrate(_args: argparse.Namespace) -> None:
         return None
 
     run(work, migrate=True)
-    print("latchkey: database schema is up to date")
+    print(f"latchkey: database {load_settings().database_label}: schema is up to date")

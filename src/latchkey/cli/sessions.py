@@ -41,10 +41,10 @@ def cmd_sessions_revoke(args: argparse.Namespace) -> None:
     if (args.sid is None) == (args.user is None):
         raise CommandError("give either a session id or --user USERNAME")
     if args.user is not None:
-        revoked = run(lambda c: c.sessions.revoke_sessions_of(args.user))
+        revoked = run(lambda c: c.sessions.revoke_sessions_of(args.user), changes=True)
         print(f"{ended(revoked)} of {args.user}")
     else:
-        if run(lambda c: c.sessions.revoke_session(args.sid)):
+        if run(lambda c: c.sessions.revoke_session(args.sid), changes=True):
             print(f"session {args.sid} revoked")
         else:
             print(f"session {args.sid} was revoked already")

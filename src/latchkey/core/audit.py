@@ -26,6 +26,7 @@ class AuditKind(enum.StrEnum):
     USER_DISABLED = "user_disabled"
     USER_ENABLED = "user_enabled"
     USER_DELETED = "user_deleted"
+    USER_UPDATED = "user_updated"  # renamed or scope changed (`latchkey user update`)
     CLIENT_ADDED = "client_added"  # a resource server registered (`latchkey clients add`)
     CLIENT_REMOVED = "client_removed"
     KEY_ROTATED = "key_rotated"  # a new signing key (`latchkey keys rotate`, or on schedule)

@@ -5,7 +5,7 @@ Each takes the narrow store protocol it needs (store/protocol.py) and the shared
 """
 
 from .access import AccessTokens, TokenPair
-from .accounts import AccountService
+from .accounts import AccountService, UserUpdate
 from .audit import AuditRecorder, AuditService
 from .context import ClientInfo, Context, ThrottleLimits
 from .hashing import HashingPool
@@ -31,4 +31,5 @@ __all__ = [
     "ThrottleLimits",
     "TokenPair",
     "TokenService",
+    "UserUpdate",
 ]

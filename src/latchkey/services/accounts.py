@@ -4,7 +4,9 @@ user's epoch, core/epochs.py), then announces the user's cutoff to every instanc
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from dataclasses import dataclass
 
 from ..adapters.throttle import Throttle
 from ..core.audit import AuditEvent, AuditKind
@@ -17,6 +19,16 @@ from ..store.protocol import UserStore
 from .context import ClientInfo, Context, ThrottleLimits
 from .lookup import Liveness, user_named
 from .revoker import Revoker
+
+
+@dataclass(frozen=True)
+class UserUpdate:
+    """What ``update_user`` did: the user as it is now, its former name if renamed, and the
+    sessions whose scope was narrowed."""
+
+    user: User
+    renamed_from: str | None
+    narrowed: list[str]
 
 
 class AccountService:
@@ -181,3 +193,39 @@ class AccountService:
         self._context.audit.log(event)
         await self._revoker.announce(revocation)
         return revocation.sessions
+
+    async def update_user(
+        self, username: str, *, scope: str | None = None, new_username: str | None = None
+    ) -> UserUpdate:
+        """Rename and/or set the scope of an account, audited. Sessions keep running: a
+        narrowed scope is cut from every live session, so each one's next refresh grants no
+        more (its access tokens already issued keep theirs until they expire); a wider scope
+        is granted at the next login. A new name is what logins and ``/auth/me`` use
+        (docs/sessions.md, "Changing a user")."""
+        user = await self.user_named(username)
+        name = normalize_username(new_username) if new_username is not None else None
+        if name == user.username:
+            name = None
+        new_scope = " ".join(scope.split()) if scope is not None else None
+        changed = [
+            what for what, value in (("scope", new_scope), ("username", name)) if value is not None
+        ]
+        event = AuditEvent(
+            at=self._context.clock.now(),
+            kind=AuditKind.USER_UPDATED,
+            user_id=user.id,
+            username=name or user.username,
+            reason=f"admin: {' '.join(changed)}" if changed else "admin",
+        )
+        narrowed = await self._users.update_user(
+            user.id, username=name, scope=new_scope, audit=[event]
+        )
+        if narrowed is None:
+            raise NotFound(f"No user named {username!r}.")
+        self._context.audit.log(event)
+        updated = dataclasses.replace(
+            user,
+            username=name or user.username,
+            scope=user.scope if new_scope is None else new_scope,
+        )
+        return UserUpdate(updated, user.username if name else None, narrowed)

@@ -43,10 +43,16 @@ class AuditService:
         return await self._audit.list_audit(user_id=user_id, since=since, limit=limit)
 
     async def _user_id(self, username: str) -> str:
-        """The id of a user, or of a deleted user by the name recorded when it was deleted."""
+        """The id of the user named ``username``; else ``username`` itself if it is a user's
+        id or one the trail holds events of (a deleted or renamed user); else the id of a
+        deleted user by the name recorded when it was deleted (the latest such)."""
         try:
             return (await user_named(self._users, username)).id
         except NotFound:
+            if await self._users.user_by_id(username) is not None or await self._audit.list_audit(
+                user_id=username, limit=1
+            ):
+                return username
             key = username_key(username)
             for event in await self._audit.list_audit(kind=AuditKind.USER_DELETED, limit=10_000):
                 if event.user_id and event.username and username_key(event.username) == key:

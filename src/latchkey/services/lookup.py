@@ -23,27 +23,38 @@ async def user_named(users: UserStore, username: str) -> User:
     return user
 
 
-class UserNames:
-    """Users' names by id, read once per user and process (at most ``size`` kept, the least
-    recently used dropped first). A name never changes; a disabled or deleted user is not
-    answered here, and one seen earlier is refused before this by the deny-list, since
-    disabling or deleting ends every session of the user (docs/sessions.md)."""
+NAME_TTL = 60.0  # seconds a process answers /auth/me with a name before reading it again
 
-    def __init__(self, users: UserStore, size: int = 10_000) -> None:
+
+class UserNames:
+    """Users' names by id, read once per user, process and ``ttl`` seconds (at most ``size``
+    kept, the least recently used dropped first): a rename (``latchkey user update``) shows
+    within ``ttl`` everywhere. A disabled or deleted user is not answered here, and one seen
+    earlier is refused before this by the deny-list, since disabling or deleting ends every
+    session of the user (docs/sessions.md)."""
+
+    def __init__(
+        self, users: UserStore, clock: Clock, *, size: int = 10_000, ttl: float = NAME_TTL
+    ) -> None:
         self._users = users
+        self._clock = clock
         self._size = size
-        self._names: OrderedDict[str, str] = OrderedDict()
+        self._ttl = ttl
+        self._names: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     async def name(self, user_id: str) -> str | None:
         """The enabled user's name, or ``None``."""
-        name = self._names.get(user_id)
-        if name is not None:
+        now = self._clock.now()
+        cached = self._names.get(user_id)
+        if cached is not None and now < cached[1]:
             self._names.move_to_end(user_id)
-            return name
+            return cached[0]
         user = await self._users.user_by_id(user_id)
         if user is None or user.disabled_at is not None:
+            self._names.pop(user_id, None)
             return None
-        self._names[user_id] = user.username
+        self._names[user_id] = (user.username, now + self._ttl)
+        self._names.move_to_end(user_id)
         if len(self._names) > self._size:
             self._names.popitem(last=False)
         return user.username

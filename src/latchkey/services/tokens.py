@@ -77,7 +77,7 @@ class TokenService:
         self.policy = policy
         self._throttle = throttle
         self._limits = limits
-        self._names = UserNames(users)
+        self._names = UserNames(users, context.clock)
         self._revoker = revoker
         self.audit_refreshes = audit_refreshes  # one audit row per refresh (the log line always)
         self.max_sessions = max_sessions  # live sessions per user; a login past it ends the oldest

@@ -23,7 +23,7 @@ log = logging.getLogger("latchkey.store")
 
 # Errors asyncpg raises unwrapped while connecting ("the database system is shutting down").
 # InternalClientError: a connection whose protocol state broke when the server went away.
-_DRIVER_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+DRIVER_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 def async_url(url: str) -> str:
@@ -145,7 +145,7 @@ class SqlBase:
                         watchdog.cancel()
         except IntegrityError:
             raise
-        except (SQLAlchemyError, OSError, TimeoutError, *_DRIVER_FAULTS) as exc:
+        except (SQLAlchemyError, OSError, TimeoutError, *DRIVER_FAULTS) as exc:
             log.warning("database unavailable: %s", type(exc).__name__)
             raise ServiceUnavailable() from exc
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..core.errors import ServiceUnavailable
+from .engine import DRIVER_FAULTS
 
 _SCRIPTS = Path(__file__).with_name("migrations")
 
@@ -41,12 +47,24 @@ def _current(connection: Any) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+@asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
+    """A database that cannot be reached (down, no such database, refused login) is one
+    :class:`ServiceUnavailable` saying why, not a driver's traceback."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError, TimeoutError, *DRIVER_FAULTS) as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ServiceUnavailable(f"cannot use the database: {reason}") from exc
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision; a no-op when it is there already."""
-    async with engine.begin() as conn:
+    async with _reachable(), engine.begin() as conn:
         await conn.run_sync(_upgrade)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as conn:
+    async with _reachable(), engine.connect() as conn:
         return await conn.run_sync(_current)

@@ -65,6 +65,19 @@ class UserStore(Protocol):
         """End every session and delete the user, atomically; ``None`` if unknown."""
         ...
 
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        username: str | None = None,
+        scope: str | None = None,
+        audit: Sequence[AuditEvent] = (),
+    ) -> list[str] | None:
+        """Rename the user and/or set its scope; with a scope, every session not revoked keeps
+        only the scopes also in it, atomically. The ids of the sessions narrowed; ``None`` if
+        the user is unknown; :class:`~latchkey.core.errors.Conflict` if the name is taken."""
+        ...
+
 
 class SessionStore(Protocol):
     """Sessions and their rotation; :meth:`purge` also deletes old audit events."""

@@ -8,15 +8,16 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..core.audit import AuditEvent, AuditKind
 from ..core.epochs import EpochRevocation
 from ..core.errors import Conflict
-from ..core.users import User
+from ..core.users import User, username_key
 from . import statements
 from .engine import SqlBase, write_audit
 from .sql_epochs import end_epoch
-from .tables import users
+from .tables import sessions, users
 
 
 def _user(row: Row[Any]) -> User:
@@ -121,6 +122,50 @@ class SqlUsers(SqlBase):
             await conn.execute(delete(users).where(users.c.id == user_id))
             await write_audit(conn, audit)
             return revocation
+
+    async def update_user(
+        self,
+        user_id: str,
+        *,
+        username: str | None = None,
+        scope: str | None = None,
+        audit: Sequence[AuditEvent] = (),
+    ) -> list[str] | None:
+        values: dict[str, str] = {}
+        if username is not None:
+            values |= {"username": username, "username_key": username_key(username)}
+        if scope is not None:
+            values["scope"] = scope
+        try:
+            async with self._begin() as conn:
+                result = await conn.execute(
+                    update(users).where(users.c.id == user_id).values(**values)
+                )
+                if not result.rowcount:
+                    return None
+                await write_audit(conn, audit)
+                return [] if scope is None else await _narrow_sessions(conn, user_id, scope)
+        except IntegrityError as exc:
+            raise Conflict("A user with this name exists already.") from exc
+
+
+async def _narrow_sessions(conn: AsyncConnection, user_id: str, scope: str) -> list[str]:
+    """Keep in each session not revoked only the scopes also in ``scope``: its next refresh
+    grants no more (sessions are never widened: a wider scope comes with the next login)."""
+    allowed = set(scope.split())
+    c = sessions.c
+    rows = (
+        await conn.execute(
+            select(c.sid, c.scope).where(c.user_id == user_id, c.revoked_at.is_(None))
+        )
+    ).all()
+    narrowed = []
+    for sid, current in rows:
+        kept = " ".join(part for part in current.split() if part in allowed)
+        if kept != current:
+            await conn.execute(update(sessions).where(c.sid == sid).values(scope=kept))
+            narrowed.append(sid)
+    return sorted(narrowed)
 
 
 def _ended(now: float) -> AuditEvent:
