@@ -42,3 +42,17 @@ def test_bad_setting_stops_serve_with_one_line(
     assert variable in lines[0]
     assert result.stdout == ""
     assert not data_dir.exists()  # nothing was created before the settings were checked
+
+
+def test_serve_logs_what_latchkey_check_finds(processes) -> None:
+    """An issuer on another port than the one served: serve starts, and logs the warning
+    `latchkey check` prints, with its id."""
+    data_dir = processes.workdir / "data"
+    server = processes.start_latchkey(data_dir, issuer_port=1)
+    server.stop()
+    output = server.output()
+    assert "issuer-port" in output and "LATCHKEY_ISSUER is http://127.0.0.1:1" in output, output
+    check = processes.cli(
+        data_dir, "check", "--port", str(server.port), LATCHKEY_ISSUER=server.env["LATCHKEY_ISSUER"]
+    )
+    assert check.returncode == 0 and check.stdout.startswith("warning issuer-port: "), check

@@ -16,7 +16,7 @@ __all__ = ["CommandError", "build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (CommandError, LatchkeyError) as exc:
         message = exc.description if isinstance(exc, LatchkeyError) else str(exc)
         print(f"latchkey: {message}", file=sys.stderr)
@@ -33,4 +33,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = f": {lines[0][:200]}" if lines else ""
         print(f"latchkey: failed ({type(exc).__name__}){detail}", file=sys.stderr)
         return 1
-    return 0
+    return status if isinstance(status, int) else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .check import cmd_check
 from .common import since
 from .keys import (
     cmd_clients_add,
@@ -39,6 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.set_defaults(func=cmd_serve)
+
+    check = commands.add_parser(
+        "check",
+        help="check the configuration: one line per problem, exit 1 on any error",
+        description="Read the configuration as `latchkey serve` does and report each problem "
+        "on one line: error or warning, an id, what is wrong, and the fix. Exit status 1 on "
+        "any error. Give the --host, --port and --workers that serve runs with. See "
+        'docs/deployment.md, "Checking a configuration".',
+    )
+    check.add_argument(
+        "--deploy",
+        action="store_true",
+        help="add the rules for production (https, file modes, rotation, Argon2id, ...)",
+    )
+    check.add_argument("--host", default="127.0.0.1", help="serve's --host (default 127.0.0.1)")
+    check.add_argument("--port", type=int, default=8000, help="serve's --port (default 8000)")
+    check.add_argument("--workers", type=int, default=1, help="serve's --workers (default 1)")
+    check.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="how many machines serve this database (default 1)",
+    )
+    check.set_defaults(func=cmd_check)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.set_defaults(func=cmd_migrate)

@@ -11,8 +11,10 @@ import tempfile
 from pathlib import Path
 
 from ..bootstrap import Container
+from ..checks import Listener
 from ..ops.logs import configure_logging
 from ..settings import Settings
+from .check import log_problems
 from .common import load_settings, run
 
 log = logging.getLogger("latchkey.serve")
@@ -34,6 +36,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     has_users = run(setup, migrate=True)  # keys and schema exist before any worker starts
     log.info(startup_line(settings, args.host, args.port, has_users=has_users))
+    # What `latchkey check` would say (with the deploy rules when not on loopback alone).
+    log_problems(settings, Listener(host=args.host, port=args.port, workers=args.workers))
     if args.workers > 1:
         # Workers count into files here, and /metrics sums them (prometheus-client's
         # multiprocess mode, chosen at import, hence set before the workers start).
@@ -78,4 +82,4 @@ def cmd_migrate(_args: argparse.Namespace) -> None:
         return None
 
     run(work, migrate=True)
-    print(f"latchkey: database {load_settings().database_label}: schema is up to date")
+    print("latchkey: database schema is up to date")
