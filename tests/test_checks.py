@@ -210,3 +210,16 @@ def test_what_serve_takes_for_a_deployment(
 ) -> None:
     settings = make_settings(tmp_path, issuer=issuer)
     assert is_deployment(settings, Listener(host=host)) is deployment
+
+
+@pytest.mark.parametrize(
+    ("address", "found"),
+    [("127.0.0.1:9000", False), ("[::1]:9000", False), ("", False), ("0.0.0.0:9000", True)],
+)
+def test_a_public_management_listener_is_a_deploy_warning(
+    tmp_path: Path, address: str, found: bool
+) -> None:
+    settings = production(tmp_path, management_addr=address)
+    problems = [p for p in run(settings, facts(), deploy=True) if p.id == "management-public"]
+    assert bool(problems) is found
+    assert all(p.level is Level.WARNING and address in p.message for p in problems)

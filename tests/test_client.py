@@ -424,7 +424,8 @@ class Served:
         self.cli("user", "add", username, "--password-stdin", stdin=PASSWORD + "\n")
 
     def rotations(self) -> float:
-        text = httpx.get(f"{self.base_url}/metrics", trust_env=False).text
+        management = f"http://{self.env['LATCHKEY_MANAGEMENT_ADDR']}"
+        text = httpx.get(f"{management}/metrics", trust_env=False).text
         match = re.search(r'^latchkey_refreshes_total\{outcome="rotated"\} (\S+)$', text, re.M)
         assert match, text
         return float(match[1])
@@ -449,6 +450,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env.update(
         LATCHKEY_DATA_DIR=str(workdir / "data"),
         LATCHKEY_ISSUER=f"http://127.0.0.1:{port}",
+        LATCHKEY_MANAGEMENT_ADDR=f"127.0.0.1:{_free_port()}",
         LATCHKEY_ARGON2_TIME_COST="1",
         LATCHKEY_ARGON2_MEMORY_KIB="8",
         LATCHKEY_ARGON2_PARALLELISM="1",

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .adapters.keyfiles import SECRET_FILE
-from .settings import Settings
+from .settings import Settings, split_host_port
 
 __all__ = ["BASIC", "DEPLOY", "Facts", "Level", "Listener", "Problem", "gather", "run"]
 
@@ -227,6 +227,19 @@ def _plain_public_listener(settings: Settings, facts: Facts) -> Iterator[Problem
         )
 
 
+def _public_management(settings: Settings, facts: Facts) -> Iterator[Problem]:
+    address = split_host_port(settings.management_addr) if settings.management_addr else None
+    if address is not None and not is_loopback(address[0]):
+        yield Problem(
+            "management-public",
+            Level.WARNING,
+            f"LATCHKEY_MANAGEMENT_ADDR is {settings.management_addr}: /metrics and /readyz "
+            "answer anyone who reaches that port, without authentication.",
+            "keep it on 127.0.0.1 (Prometheus on the same machine), or firewall the port to "
+            "your monitoring hosts.",
+        )
+
+
 def _http_origins(settings: Settings, facts: Facts) -> Iterator[Problem]:
     plain = [
         origin
@@ -344,6 +357,7 @@ BASIC: tuple[Rule, ...] = (
 DEPLOY: tuple[Rule, ...] = (
     _https_issuer,
     _plain_public_listener,
+    _public_management,
     _http_origins,
     _exposed_files,
     _data_dir,

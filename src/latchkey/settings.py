@@ -41,6 +41,20 @@ def _url(value: str) -> str:
     return value.rstrip("/") if value.count("/") > 2 else value
 
 
+def _host_port(value: str) -> str:
+    if value and split_host_port(value) is None:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9000 or [::1]:9000 (empty: off)")
+    return value
+
+
+def split_host_port(value: str) -> tuple[str, int] | None:
+    """``127.0.0.1:9000`` or ``[::1]:9000`` as (host, port); ``None`` when malformed."""
+    match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})", value.strip())
+    if match is None or not 0 < int(match[2]) < 65536:
+        return None
+    return match[1].strip("[]"), int(match[2])
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ORIGIN = re.compile(
     r"https?://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE
@@ -162,6 +176,8 @@ class Settings(BaseSettings):
     # auto: text on a terminal, JSON lines otherwise (a file, a pipe, the journal)
     log_format: Literal["auto", "json", "text"] = "auto"
     access_log: bool = False  # one line per HTTP request (uvicorn's access log)
+    # /metrics and /readyz for the operator, off the public port (docs/deployment.md); "" = off.
+    management_addr: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:9000"
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

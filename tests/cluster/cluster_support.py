@@ -398,6 +398,11 @@ class Instance:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def management_url(self) -> str:
+        """Where this instance serves /metrics (LATCHKEY_MANAGEMENT_ADDR)."""
+        return f"http://{self.env['LATCHKEY_MANAGEMENT_ADDR']}"
+
+    @property
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}.log"
 
@@ -517,7 +522,8 @@ class Cluster:
         for _ in range(count):
             port = free_port()
             data_dir = self.workdir / f"data-{port}"
-            instance = Instance(f"latchkey-{port}", port, self.env(data_dir), self.workdir)
+            env = {**self.env(data_dir), "LATCHKEY_MANAGEMENT_ADDR": f"127.0.0.1:{free_port()}"}
+            instance = Instance(f"latchkey-{port}", port, env, self.workdir)
             self.instances.append(instance)
             instance.spawn()
             started.append(instance)

@@ -329,7 +329,7 @@ async def test_kill_9_during_a_refresh_storm_loses_no_acknowledged_rotation(
             first = await refresh(client, token)
             assert first.status_code == 200, f"chain {n}: acknowledged token refused: {first.text}"
             successors.append(first.json()["refresh_token"])
-        grace_cases = grace_replays((await client.get("/metrics")).text)
+        grace_cases = grace_replays((await client.get(f"{server.management_url}/metrics")).text)
 
         for n, (token, successor) in enumerate(zip(acknowledged, successors, strict=True)):
             # The acknowledged token has one successor only: presented again, same answer.

@@ -63,7 +63,7 @@ from .errors import NO_STORE, error_response, on_http_error, on_latchkey_error, 
 from .middleware import MetricsMiddleware, RequestIdMiddleware
 from .oauth import OAUTH_ROUTES
 from .openapi import CSRF, RETRY_AFTER, docs_html, openapi_spec
-from .ops import OPS_ROUTES
+from .ops import PUBLIC_OPS_ROUTES
 from .requests import client_of, container_of
 
 _PAIR = Answer(
@@ -475,7 +475,7 @@ def create_app(
             await active.close()
 
     app = Starlette(
-        routes=[*ROUTES, *OAUTH_ROUTES, *OPS_ROUTES, *ACCOUNT_ROUTES],
+        routes=[*ROUTES, *OAUTH_ROUTES, *PUBLIC_OPS_ROUTES, *ACCOUNT_ROUTES],
         middleware=[
             Middleware(RequestIdMiddleware),  # outermost: every log line carries the id
             Middleware(MetricsMiddleware, metrics=active.metrics),

@@ -1,4 +1,5 @@
-"""Endpoints for operators: readiness (``/readyz``) and Prometheus metrics (``/metrics``)."""
+"""Endpoints for operators: readiness (``/readyz``) and Prometheus metrics (``/metrics``),
+on the management listener; ``/readyz`` on the public port too."""
 
 from __future__ import annotations
 
@@ -78,4 +79,7 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
 
 
-OPS_ROUTES: list[BaseRoute] = [route("/readyz", readyz), route("/metrics", metrics_endpoint)]
+# The management listener serves both (web/management.py); the public port only /readyz,
+# for load balancers: /metrics is for the operator, not the Internet (404 there).
+PUBLIC_OPS_ROUTES: list[BaseRoute] = [route("/readyz", readyz)]
+OPS_ROUTES: list[BaseRoute] = [*PUBLIC_OPS_ROUTES, route("/metrics", metrics_endpoint)]
