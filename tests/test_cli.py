@@ -107,6 +107,7 @@ MANAGEMENT = [
     ["audit"],
     ["clients", "list"],
     ["clients", "add", "billing-api"],
+    ["backup", "snapshot.lkb"],
 ]
 
 

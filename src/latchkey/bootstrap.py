@@ -48,7 +48,8 @@ from .services import (
 from .services.lookup import Liveness
 from .services.revoker import Revoker
 from .settings import Settings
-from .store import migrate
+from .store import backup, migrate
+from .store.backup import BackupKeys, Contents
 from .store.sql import SqlStore
 
 log = logging.getLogger("latchkey.web")
@@ -72,6 +73,7 @@ class Container:
     keys: KeyService
     audit: AuditService
     oauth: OAuthService
+    backup_keys: BackupKeys  # what a backup is bound to: the secret key, the refresh MAC key
 
     async def migrate(self) -> None:
         """Apply pending schema migrations (idempotent), then load or create the signing
@@ -85,6 +87,15 @@ class Container:
         needed = migrate.head_revision()
         if current != needed:
             raise SchemaBehind(current, needed)
+
+    async def backup(self, path: Path) -> Contents:
+        """``latchkey backup``: every row, read in one transaction, to ``path`` (0600)."""
+        return await backup.backup(self.store.engine, path, self.backup_keys, now=self.clock.now())
+
+    async def restore(self, path: Path) -> Contents:
+        """``latchkey restore``: the backup at ``path`` into this empty database, in one
+        transaction, then migrated to the newest schema."""
+        return await backup.restore(self.store.engine, path, self.backup_keys)
 
     async def start(self) -> None:
         """The server's start: schema, keys, then the deny-list fan-out and its first feed."""
@@ -282,6 +293,7 @@ def build(
             liveness=liveness,
             issuer=settings.issuer,
         ),
+        backup_keys=BackupKeys(secret, refresh_secret),
     )
 
 

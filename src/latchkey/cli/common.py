@@ -34,20 +34,25 @@ def load_settings() -> Settings:
 
 
 def run(
-    work: Callable[[Container], Awaitable[T]], *, migrate: bool = False, changes: bool = False
+    work: Callable[[Container], Awaitable[T]],
+    *,
+    migrate: bool = False,
+    changes: bool = False,
+    restore: bool = False,
 ) -> T:
     """Build the services, run ``work``, close. Only ``migrate`` (``latchkey migrate`` and
     ``serve``) makes a database or changes the schema; every other command needs an existing
     database with the current schema, and creates nothing (no data directory, no secret).
+    ``restore``: the database may be missing (it is made, empty) and without a schema.
     ``changes``: after ``work``, say on stderr which database it changed."""
     settings = load_settings()
 
     async def run() -> T:
-        container = build(settings, create=migrate)
+        container = build(settings, create=migrate or restore)
         try:
             if migrate:
                 await container.migrate()
-            else:
+            elif not restore:
                 try:
                     await container.require_schema()
                 except SchemaBehind as exc:

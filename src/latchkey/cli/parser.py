@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .backup import cmd_backup, cmd_restore
 from .check import cmd_check
 from .common import since
 from .keys import (
@@ -171,6 +172,29 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser("secret", help="print a new random value for LATCHKEY_SECRET_KEY").set_defaults(
         func=cmd_keys_secret
     )
+
+    backup = commands.add_parser(
+        "backup",
+        help="write a consistent snapshot of the database to a file (mode 0600)",
+        description="Write every row of the database to PATH, read in one transaction: a "
+        "consistent snapshot while the service runs. The file (gzip, JSON lines, one format "
+        "for SQLite and PostgreSQL) holds password hashes and sealed signing keys, and is "
+        'bound to LATCHKEY_SECRET_KEY. See docs/deployment.md, "Backup and restore".',
+    )
+    backup.add_argument("path", metavar="PATH")
+    backup.set_defaults(func=cmd_backup)
+    restore = commands.add_parser(
+        "restore",
+        help="load a backup into an empty database (SQLite or PostgreSQL)",
+        description="Load the backup at PATH into the configured database, which must be "
+        "empty (new, or before latchkey serve first started on it), in one transaction, then "
+        "migrate it to this version's schema. It needs the LATCHKEY_SECRET_KEY (and "
+        "LATCHKEY_REFRESH_SECRET, if set) of the service that made the backup: sessions keep "
+        "refreshing and access tokens keep verifying. A damaged file, a newer format or "
+        "another secret is refused, and nothing is written.",
+    )
+    restore.add_argument("path", metavar="PATH")
+    restore.set_defaults(func=cmd_restore)
 
     clients = commands.add_parser(
         "clients", help="resource servers allowed to introspect tokens"
