@@ -258,6 +258,24 @@ async def test_a_401_without_a_bearer_challenge_is_left_alone(world: World) -> N
     assert world.network.refreshes() == 0
 
 
+async def test_a_401_for_a_more_recent_sign_in_is_returned_as_it_is(world: World) -> None:
+    """401 insufficient_user_authentication (RFC 9470): a refresh would keep auth_time, so
+    none is made; the answer comes back, and the password proved again lets the call pass."""
+    await world.login()
+    world.clock.advance(world.services.settings.fresh_auth_max_age + 1)
+    response = await world.http.post("/auth/logout-all")
+    assert response.status_code == 401
+    assert 'error="insufficient_user_authentication"' in response.headers["www-authenticate"]
+    assert world.network.refreshes() == 0
+    again = await world.http.post("/auth/reauthenticate", json={"password": PASSWORD})
+    assert again.status_code == 200, again.text
+    fresh = again.json()["access_token"]
+    done = await world.http.post(
+        "/auth/logout-all", headers={"Authorization": f"Bearer {fresh}"}, auth=NO_AUTH
+    )
+    assert done.status_code == 204, done.text
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_on_refresh_gets_every_new_token(world: World, kind: str) -> None:
     """``on_refresh`` (a plain or an async function) gets the login's tokens and each rotated

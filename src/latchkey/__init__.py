@@ -8,6 +8,7 @@ from .core.clock import Clock, ManualClock, SystemClock
 from .core.errors import (
     ExpiredToken,
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidGrant,
     InvalidRequest,
     InvalidToken,
@@ -25,6 +26,7 @@ __all__ = [
     "Clock",
     "ExpiredToken",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidGrant",
     "InvalidRequest",
     "InvalidToken",

@@ -219,7 +219,7 @@ def build(
         address=settings.throttle_address_failures,
         registrations=settings.throttle_registrations,
     )
-    liveness = Liveness(store, store, clock)
+    liveness = Liveness(store, store, clock, fresh_auth_max_age=settings.fresh_auth_max_age)
     revoker = Revoker(store, context, access_ttl=settings.access_ttl)
     tokens = TokenService(
         users=store,

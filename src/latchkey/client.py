@@ -39,6 +39,7 @@ log = logging.getLogger("latchkey.client")
 _HIDDEN = "'**********'"
 # One challenge of a WWW-Authenticate value names the Bearer scheme (RFC 6750 §3, RFC 9110 §11.6.1).
 _BEARER_CHALLENGE = re.compile(r"(?:^|,)\s*bearer(?=[\s,]|$)", re.IGNORECASE)
+_STEP_UP = re.compile(r'error="?insufficient_user_authentication', re.IGNORECASE)
 # A refused refresh with these statuses cannot succeed later: the caller must log in again.
 _PERMANENT = frozenset({400, 401, 403})
 _NO_AUTH = httpx.Auth()  # sends a request as it is: logins and refreshes never pass this auth
@@ -191,7 +192,9 @@ class LatchkeyAuth(httpx.Auth):
     - Refreshes before sending once the access token is within ``leeway`` seconds of its
       expiry (at most half its lifetime), or first thing when there is no access token.
     - On a 401 with a ``WWW-Authenticate: Bearer`` challenge, refreshes once and sends the
-      request once more; the answer to that is returned whatever it is.
+      request once more; the answer to that is returned whatever it is. A 401
+      ``insufficient_user_authentication`` (the operation needs a more recent login, RFC
+      9470) is returned as it is: a refresh would not help.
     - Any other answer is returned as it is: a 503 (the API's guard cannot get its keys
       now, ``Retry-After`` says when to try again) keeps the session and the tokens, and
       causes no refresh.
@@ -649,9 +652,14 @@ def _authorize(request: httpx.Request, state: _State) -> httpx.Request:
 
 
 def _challenged(response: httpx.Response) -> bool:
-    """A 401 that asks for a bearer token: a fresh access token may be accepted."""
-    return response.status_code == 401 and any(
-        _BEARER_CHALLENGE.search(value) for value in response.headers.get_list("www-authenticate")
+    """A 401 that asks for a bearer token: a fresh access token may be accepted. Not one that
+    asks for a more recent login (RFC 9470 §3): a refresh keeps the session's ``auth_time``,
+    so only the user's password helps there; the 401 is returned as it is."""
+    challenges = response.headers.get_list("www-authenticate")
+    return (
+        response.status_code == 401
+        and any(_BEARER_CHALLENGE.search(value) for value in challenges)
+        and not any(_STEP_UP.search(value) for value in challenges)
     )
 
 

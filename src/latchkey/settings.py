@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     audit_retention: Duration = Field(default=90 * 86400, ge=3600)
     audit_refreshes: bool = True
     allow_registration: bool = False
+    # Password change, e-mail change and signing out everywhere need a login (or a
+    # re-authentication) at most this old (RFC 9470; docs/security.md "Fresh login").
+    fresh_auth_max_age: Duration = Field(default=300, ge=0, le=86400)
     # Browsers (docs/browser.md): refresh token in an HttpOnly cookie when a login does not
     # say; other origins allowed to call with credentials (CORS) and to pass the CSRF check.
     cookie_default: bool = False

@@ -71,6 +71,7 @@ def make_session(sid_seed: int = 1, **fields: object) -> Session:
         "scope": "read write",
         "user_agent": "Mozilla/5.0 (X11) — naïve agent",
         "address": "2001:db8::1",
+        "authenticated_at": T0 - 50.5,
         **fields,
     }
     return Session(**values)  # type: ignore[arg-type]
@@ -233,6 +234,7 @@ class StoreContract:
             scope="",
             user_agent=None,
             address=None,
+            authenticated_at=None,
         )
         for session in (full, fresh):
             await add_session(store, session)
@@ -368,6 +370,32 @@ class StoreContract:
         assert got == dataclasses.replace(
             session, revoked_at=T0 + 1.5, revoked_reason="reuse_detected"
         )
+
+    async def test_reauthenticate(self, store: Store) -> None:
+        """reauthenticate records the instant in a live session of that user and writes its
+        audit event; unknown, someone else's, revoked or expired sessions: None, nothing
+        written."""
+        live = make_session(1, authenticated_at=None)
+        revoked = make_session(2, revoked_at=T0 - 1, revoked_reason="logout")
+        expired = make_session(3, idle_expires_at=T0 - 1)
+        for session in (live, revoked, expired):
+            await add_session(store, session)
+        event = audit_event(AuditKind.REAUTHENTICATED, at=T0 + 5, sid=live.sid)
+        got = await store.reauthenticate(live.sid, live.user_id, T0 + 5.5, audit=event)
+        assert got == dataclasses.replace(live, authenticated_at=T0 + 5.5)
+        assert got.auth_time == int(T0 + 5.5)
+        assert await store.get_session(live.sid) == got
+        assert live.auth_time == int(live.created_at)  # NULL: the login
+        assert await store.reauthenticate(live.sid, "v" * 32, T0 + 6, audit=event) is None
+        for session in (revoked, expired):
+            assert await store.reauthenticate(session.sid, session.user_id, T0, audit=event) is None
+            assert await store.get_session(session.sid) == session
+        assert await store.reauthenticate("e" * 32, live.user_id, T0, audit=event) is None
+        assert without_ids(await store.list_audit()) == [event]
+        # Every session of the user ended at once (its epoch went up): none to re-authenticate.
+        await store.revoke_user_sessions(live.user_id, "logout_all", T0 + 7)
+        assert await store.reauthenticate(live.sid, live.user_id, T0 + 8, audit=event) is None
+        assert without_ids(await store.list_audit()) == [event]
 
     async def test_revoke_unknown_session(self, store: Store) -> None:
         """Revoking a sid that does not exist returns False."""

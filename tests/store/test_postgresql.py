@@ -89,8 +89,10 @@ async def test_upgrade_through_0003_keeps_the_data(blank_postgres_url: str) -> N
     try:
         await upgrade_to(store.engine, "0002")
         user = make_user("alice")
-        live = make_session(1, user_id=user.id)
-        ended = make_session(2, user_id=user.id, revoked_at=T0 - 1, revoked_reason="logout")
+        live = make_session(1, user_id=user.id, authenticated_at=None)
+        ended = make_session(
+            2, user_id=user.id, revoked_at=T0 - 1, revoked_reason="logout", authenticated_at=None
+        )
         await add_as_before(store.engine, user, [live, ended])
 
         await upgrade(store.engine)
@@ -119,7 +121,7 @@ async def test_upgrade_through_0004_adds_clients(blank_postgres_url: str) -> Non
     try:
         await upgrade_to(store.engine, "0003")
         user = make_user("alice")
-        session = make_session(1, user_id=user.id)
+        session = make_session(1, user_id=user.id, authenticated_at=None)
         await add_as_before(store.engine, user, [session])
 
         await upgrade(store.engine)
@@ -127,6 +129,11 @@ async def test_upgrade_through_0004_adds_clients(blank_postgres_url: str) -> Non
         assert await current_revision(store.engine) == head_revision()
         assert await store.list_users() == [user]
         assert await store.get_session(session.sid) == session
+        # A session from before authenticated_at: its login is its auth_time, until the
+        # password is proved again.
+        assert session.auth_time == int(session.created_at)
+        again = await store.reauthenticate(session.sid, user.id, T0 + 1)
+        assert again is not None and again.auth_time == int(T0 + 1)
         client = make_client(1)
         await store.add_client(client)
         assert await store.client_by_id(client.id) == client

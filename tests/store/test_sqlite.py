@@ -114,8 +114,10 @@ async def test_upgrade_through_0003_keeps_the_data(database_url: str) -> None:
         async with store.engine.connect() as conn:
             assert "audit_events" not in await conn.run_sync(_tables)
         user = make_user("alice")
-        live = make_session(1, user_id=user.id)
-        ended = make_session(2, user_id=user.id, revoked_at=T0 - 1, revoked_reason="logout")
+        live = make_session(1, user_id=user.id, authenticated_at=None)
+        ended = make_session(
+            2, user_id=user.id, revoked_at=T0 - 1, revoked_reason="logout", authenticated_at=None
+        )
         key = make_stored_key("k1")
         await add_as_before(store.engine, user, [live, ended])
         await store.add_signing_key(key)
@@ -158,7 +160,7 @@ async def test_upgrade_through_0004_adds_clients(database_url: str) -> None:
         async with store.engine.connect() as conn:
             assert "clients" not in await conn.run_sync(_tables)
         user = make_user("alice")
-        session = make_session(1, user_id=user.id)
+        session = make_session(1, user_id=user.id, authenticated_at=None)
         event = AuditEvent(at=T0, kind=AuditKind.LOGIN_OK, user_id=user.id)
         await add_as_before(store.engine, user, [session], [event])
 
@@ -167,6 +169,11 @@ async def test_upgrade_through_0004_adds_clients(database_url: str) -> None:
         assert await current_revision(store.engine) == head_revision()
         assert await store.list_users() == [user]
         assert await store.get_session(session.sid) == session
+        # A session from before authenticated_at: its login is its auth_time, until the
+        # password is proved again.
+        assert session.auth_time == int(session.created_at)
+        again = await store.reauthenticate(session.sid, user.id, T0 + 1)
+        assert again is not None and again.auth_time == int(T0 + 1)
         assert [e.kind for e in await store.list_audit()] == [AuditKind.LOGIN_OK]
         client = make_client(1)
         await store.add_client(client)

@@ -4,6 +4,7 @@ lockout)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -916,6 +917,7 @@ NEW_ROUTES = {
     ("/auth/sessions", "get"): {"200", "401"},
     ("/auth/sessions/{sid}", "delete"): {"204", "401", "404"},
     ("/auth/password", "post"): {"204", "400", "401", "429"},
+    ("/auth/reauthenticate", "post"): {"200", "400", "401", "429"},
     ("/auth/register", "post"): {"201", "400", "404", "409", "429"},
 }
 
@@ -931,3 +933,197 @@ async def test_openapi_lists_the_account_routes(client: httpx.AsyncClient) -> No
     login_codes = set(paths["/auth/login"]["post"]["responses"])
     assert {"401", "403", "429"} <= login_codes
     assert "403" in paths["/auth/refresh"]["post"]["responses"]
+
+
+# --- a recent login: POST /auth/reauthenticate and the operations that need it --------------
+
+
+STEP_UP_ERROR = "insufficient_user_authentication"
+
+
+def claims_of(access_token: str) -> dict[str, Any]:
+    payload = access_token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))  # type: ignore[no-any-return]
+
+
+def assert_step_up(response: httpx.Response, max_age: int) -> None:
+    """401 insufficient_user_authentication with max_age in the challenge (RFC 9470 §3)."""
+    assert_error(response, 401, STEP_UP_ERROR)
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith(f'Bearer realm="latchkey", error="{STEP_UP_ERROR}"'), challenge
+    assert challenge.endswith(f'max_age="{max_age}"'), challenge
+
+
+async def reauthenticate(
+    client: httpx.AsyncClient, pair: dict[str, Any], password: str
+) -> httpx.Response:
+    return await client.post(
+        "/auth/reauthenticate", json={"password": password}, headers=bearer(pair["access_token"])
+    )
+
+
+async def test_sensitive_operations_need_a_recent_login(
+    client: httpx.AsyncClient, alice: dict[str, str], settings: Settings, clock: ManualClock
+) -> None:
+    """Past LATCHKEY_FRESH_AUTH_MAX_AGE after the login, a valid access token can neither
+    change the password nor end every session; nothing is changed."""
+    mine = await login(client, alice)
+    other = await login(client, alice)
+    clock.advance(settings.fresh_auth_max_age + 1)
+    mine["access_token"] = (
+        await client.post("/auth/refresh", json={"refresh_token": mine["refresh_token"]})
+    ).json()["access_token"]
+    response = await change_password(client, mine, alice["password"], ALICE_NEW)
+    assert_step_up(response, settings.fresh_auth_max_age)
+    assert_step_up(
+        await client.post("/auth/logout-all", headers=bearer(mine["access_token"])),
+        settings.fresh_auth_max_age,
+    )
+    await assert_alive(client, other)
+    assert (await client.post("/auth/login", json=alice)).status_code == 200
+
+
+async def test_refresh_keeps_the_login_time(
+    client: httpx.AsyncClient, alice: dict[str, str], clock: ManualClock
+) -> None:
+    """auth_time is the login's, and a refresh (no proof of the person) keeps it."""
+    pair = await login(client, alice)
+    assert claims_of(pair["access_token"])["auth_time"] == int(clock.now())
+    login_time = int(clock.now())
+    clock.advance(400)
+    refreshed = await client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refreshed.status_code == 200
+    claims = claims_of(refreshed.json()["access_token"])
+    assert claims["auth_time"] == login_time
+    assert claims["iat"] == login_time + 400
+
+
+async def test_reauthenticate(
+    client: httpx.AsyncClient, alice: dict[str, str], settings: Settings, clock: ManualClock
+) -> None:
+    """The password again: a new access token of the same session (no refresh token, no new
+    session) with auth_time now, which the sensitive operations accept; refreshes keep it."""
+    pair = await login(client, alice)
+    clock.advance(settings.fresh_auth_max_age + 60)
+    response = await reauthenticate(client, pair, alice["password"])
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"access_token", "token_type", "expires_in"}
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == settings.access_ttl
+    claims = claims_of(body["access_token"])
+    assert claims["sid"] == pair["sid"]
+    assert claims["auth_time"] == int(clock.now())
+    assert [s["id"] for s in await sessions(client, {"access_token": body["access_token"]})] == [
+        pair["sid"]
+    ]
+    # The session's refresh token still rotates, and its successors carry the new auth_time.
+    refreshed = await client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refreshed.status_code == 200
+    assert claims_of(refreshed.json()["access_token"])["auth_time"] == int(clock.now())
+    done = await client.post("/auth/logout-all", headers=bearer(body["access_token"]))
+    assert done.status_code == 204, done.text
+
+
+async def test_reauthenticate_then_change_password(
+    client: httpx.AsyncClient, alice: dict[str, str], settings: Settings, clock: ManualClock
+) -> None:
+    pair = await login(client, alice)
+    clock.advance(settings.fresh_auth_max_age + 1)
+    assert_step_up(
+        await change_password(client, pair, alice["password"], ALICE_NEW),
+        settings.fresh_auth_max_age,
+    )
+    pair["access_token"] = (await reauthenticate(client, pair, alice["password"])).json()[
+        "access_token"
+    ]
+    response = await change_password(client, pair, alice["password"], ALICE_NEW)
+    assert response.status_code == 204, response.text
+
+
+async def test_reauthenticate_wrong_password(
+    client: httpx.AsyncClient, alice: dict[str, str], settings: Settings, clock: ManualClock
+) -> None:
+    """400 invalid_grant (the token is fine: no refresh loop); the session is unchanged."""
+    pair = await login(client, alice)
+    clock.advance(settings.fresh_auth_max_age + 1)
+    response = await reauthenticate(client, pair, "not her password")
+    body = assert_error(response, 400, "invalid_grant")
+    assert "not her password" not in body["error_description"]
+    assert "www-authenticate" not in response.headers
+    assert_step_up(
+        await client.post("/auth/logout-all", headers=bearer(pair["access_token"])),
+        settings.fresh_auth_max_age,
+    )
+    await assert_alive(client, pair)
+
+
+async def test_reauthenticate_is_throttled_with_the_login(
+    client: httpx.AsyncClient, alice: dict[str, str], clock: ManualClock
+) -> None:
+    """Wrong passwords here count as failed logins of the account: a stolen access token
+    gains no guesses. 429 for the right password too, until the wait is over."""
+    pair = await login(client, alice)
+    statuses = []
+    for _ in range(12):
+        response = await reauthenticate(client, pair, "guess")
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+        assert_error(response, 400, "invalid_grant")
+    assert statuses[-1] == 429, statuses
+    wait = assert_retry_after(response)
+    assert_retry_after(await reauthenticate(client, pair, alice["password"]))
+    assert_retry_after(await client.post("/auth/login", json=alice))
+    clock.advance(wait)
+    assert (await reauthenticate(client, pair, alice["password"])).status_code == 200
+
+
+async def test_reauthenticate_needs_a_live_session(
+    client: httpx.AsyncClient, alice: dict[str, str]
+) -> None:
+    missing = await client.post("/auth/reauthenticate", json={"password": alice["password"]})
+    assert_error(missing, 401, "invalid_token")
+    assert missing.headers["www-authenticate"] == MISSING_CHALLENGE
+    ended = await login(client, alice)
+    assert (await client.post("/auth/logout", headers=bearer(ended["access_token"]))).is_success
+    assert_error(await reauthenticate(client, ended, alice["password"]), 401, "invalid_token")
+    pair = await login(client, alice)
+    for body in ({}, {"password": ""}, {"password": 1}, {"pass": "x"}):
+        response = await client.post(
+            "/auth/reauthenticate", json=body, headers=bearer(pair["access_token"])
+        )
+        assert_error(response, 400, "invalid_request")
+
+
+async def test_reauthentication_is_audited(
+    client: httpx.AsyncClient, alice: dict[str, str]
+) -> None:
+    pair = await login(client, alice)
+    assert (await reauthenticate(client, pair, "wrong one")).status_code == 400
+    assert (await reauthenticate(client, pair, alice["password"])).status_code == 200
+    trail = await services_of(client).audit.trail(username="alice")
+    kinds = [(event.kind.value, event.sid, event.reason) for event in trail]
+    assert ("reauthentication_failed", pair["sid"], "wrong_password") in kinds
+    assert ("reauthenticated", pair["sid"], None) in kinds
+
+
+async def test_fresh_auth_max_age_is_a_setting(settings: Settings, clock: ManualClock) -> None:
+    """LATCHKEY_FRESH_AUTH_MAX_AGE sets the window and the challenge's max_age."""
+    short = make_settings(
+        settings.data_dir,
+        database_url=settings.database_url,
+        secret_key=settings.secret_key,
+        fresh_auth_max_age=30,
+    )
+    app = create_app(short, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            c.app = app  # type: ignore[attr-defined]
+            await services_of(c).accounts.add_user("alice", STRONG)
+            pair = await login(c, {"username": "alice", "password": STRONG})
+            clock.advance(31)
+            response = await c.post("/auth/logout-all", headers=bearer(pair["access_token"]))
+            assert_step_up(response, 30)

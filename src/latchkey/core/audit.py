@@ -20,6 +20,8 @@ class AuditKind(enum.StrEnum):
     REUSE_DETECTED = "reuse_detected"
     SESSION_REVOKED = "session_revoked"
     SESSIONS_REVOKED = "sessions_revoked"  # every session of a user at once, with the count
+    REAUTHENTICATED = "reauthenticated"  # the password proved again in a session
+    REAUTHENTICATION_FAILED = "reauthentication_failed"
     PASSWORD_CHANGED = "password_changed"
     USER_REGISTERED = "user_registered"
     USER_CREATED = "user_created"

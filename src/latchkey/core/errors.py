@@ -208,6 +208,21 @@ class RevokedToken(InvalidToken):
     """The session the token belongs to has been revoked."""
 
 
+class InsufficientUserAuthentication(LatchkeyError):
+    """The token is valid, but its user proved who they are (``auth_time``) longer ago than
+    the operation allows: they sign in again (``POST /auth/reauthenticate``) and retry. The
+    challenge names the code and ``max_age`` (RFC 9470 §3); a refresh does not help, since it
+    keeps the session's ``auth_time``."""
+
+    error = "insufficient_user_authentication"
+    status_code = 401
+    description = "A more recent sign-in is required: enter your password again."
+
+    def __init__(self, max_age: int, description: str | None = None) -> None:
+        super().__init__(description)
+        self.max_age = max_age
+
+
 class InsufficientScope(LatchkeyError):
     """The token is valid but lacks a scope the route requires (RFC 6750 §3.1)."""
 

@@ -67,9 +67,18 @@ class Session:
     mark_generation: int = 0
     mark_at: float | None = None
     epoch: int = 0  # the user's epoch when it was opened (core/epochs.py)
+    # The last proof of the user's password in this session: the login, or a later
+    # re-authentication. ``None`` (a row older than the column): the login.
+    authenticated_at: float | None = None
 
     def expires_at(self) -> float:
         return min(self.idle_expires_at, self.absolute_expires_at)
+
+    @property
+    def auth_time(self) -> int:
+        """The access tokens' ``auth_time`` (RFC 9068 §2.2.1): a refresh keeps it, since
+        presenting a refresh token proves nothing about the person (RFC 9470 §3)."""
+        return int(self.created_at if self.authenticated_at is None else self.authenticated_at)
 
     def is_live(self, now: float) -> bool:
         return self.revoked_at is None and now < self.expires_at()
@@ -103,6 +112,7 @@ def new_session(
         user_agent=user_agent,
         address=address,
         epoch=epoch,
+        authenticated_at=now,
     )
 
 

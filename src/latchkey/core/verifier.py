@@ -39,6 +39,7 @@ from .errors import (
     ForbiddenHeader,
     ImmatureToken,
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidClaims,
     KeyPending,
     MalformedToken,
@@ -121,6 +122,15 @@ def require_scopes(claims: Mapping[str, Any], required: Iterable[str]) -> None:
     missing = set(required) - scopes_of(claims)
     if missing:
         raise InsufficientScope()
+
+
+def require_recent_login(claims: Mapping[str, Any], max_age: int, now: float) -> None:
+    """Refuse (:class:`InsufficientUserAuthentication`) unless the user proved who they are
+    (``auth_time``, RFC 9068 §2.2.1, OIDC Core §2) at most ``max_age`` seconds before ``now``
+    (RFC 9470 §3). A token without a numeric ``auth_time`` is never recent enough."""
+    auth_time: Any = claims.get("auth_time")
+    if type(auth_time) not in _NUMERIC or now - auth_time > max_age:
+        raise InsufficientUserAuthentication(max_age)
 
 
 class Verifier:
@@ -269,6 +279,11 @@ class Verifier:
         except KeyPending as pending:
             await pending.wait()
         return self.verify(token)
+
+    def require_recent_login(self, claims: Mapping[str, Any], max_age: int) -> None:
+        """:func:`require_recent_login` by this verifier's clock: the user of these verified
+        claims signed in (or proved it again) at most ``max_age`` seconds ago."""
+        require_recent_login(claims, max_age, self._now())
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
         # RFC 7519 §4.1.1, §4.1.3: exact issuer; audience equal or listed.

@@ -7,7 +7,12 @@ from collections.abc import Collection
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..core.errors import InvalidToken, KeySetUnavailable, LatchkeyError
+from ..core.errors import (
+    InsufficientUserAuthentication,
+    InvalidToken,
+    KeySetUnavailable,
+    LatchkeyError,
+)
 from ..core.verifier import Verifier
 from .bearer import bearer_token, refusal_body, refusal_headers
 
@@ -21,15 +26,24 @@ class BearerAuthMiddleware:
     WebSocket handshake is closed (1008 for a bad token, 1013 "try again later" for a 503).
     The check never blocks the event loop (:meth:`Verifier.verify_async`).
 
-    ``public_paths`` are passed through without a token (e.g. ``{"/healthz"}``).
+    ``public_paths`` are passed through without a token (e.g. ``{"/healthz"}``). ``max_age``:
+    every request needs a login at most that many seconds old (the token's ``auth_time``),
+    else 401 ``insufficient_user_authentication`` (RFC 9470 §3); for a few routes only, use
+    ``require_token(max_age=...)`` on them instead.
     """
 
     def __init__(
-        self, app: ASGIApp, verifier: Verifier, *, public_paths: Collection[str] = ()
+        self,
+        app: ASGIApp,
+        verifier: Verifier,
+        *,
+        public_paths: Collection[str] = (),
+        max_age: int | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.public_paths = frozenset(public_paths)
+        self.max_age = max_age
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in self.public_paths:
@@ -42,7 +56,9 @@ class BearerAuthMiddleware:
                 break
         try:
             claims = await self.verifier.verify_async(bearer_token(authorization))
-        except (InvalidToken, KeySetUnavailable) as error:
+            if self.max_age is not None:
+                self.verifier.require_recent_login(claims, self.max_age)
+        except (InvalidToken, InsufficientUserAuthentication, KeySetUnavailable) as error:
             if scope["type"] == "websocket":
                 # RFC 6455 §7.4.1 1008 policy violation; 1013 try again later (IANA registry)
                 code = 1013 if isinstance(error, KeySetUnavailable) else 1008

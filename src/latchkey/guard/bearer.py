@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import re
 
-from ..core.errors import InsufficientScope, InvalidToken, LatchkeyError, ServiceUnavailable
+from ..core.errors import (
+    InsufficientScope,
+    InsufficientUserAuthentication,
+    InvalidToken,
+    LatchkeyError,
+    ServiceUnavailable,
+)
 
 # RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
@@ -32,12 +38,19 @@ def challenge(error: LatchkeyError, realm: str = "latchkey") -> str:
     """The ``WWW-Authenticate`` value for a failed bearer check (RFC 6750 §3)."""
     if isinstance(error, MissingToken):
         return f'Bearer realm="{realm}"'
+    if isinstance(error, InsufficientUserAuthentication):
+        # RFC 9470 §3: the error code, a description and the max_age the route needs.
+        return (
+            f'Bearer realm="{realm}", error="{error.error}", '
+            f'error_description="{error.description}", max_age="{error.max_age}"'
+        )
     return f'Bearer realm="{realm}", error="{error.error}"'
 
 
-# What a guard refuses a request for: a bad or missing token (401), a missing scope (403),
-# or keys it cannot get now (503; a server fault, so never 401: the client keeps its session).
-REFUSALS = (InvalidToken, InsufficientScope, ServiceUnavailable)
+# What a guard refuses a request for: a bad or missing token (401), a login not recent enough
+# (401, RFC 9470), a missing scope (403), or keys it cannot get now (503; a server fault, so
+# never 401: the client keeps its session).
+REFUSALS = (InvalidToken, InsufficientUserAuthentication, InsufficientScope, ServiceUnavailable)
 
 
 def refusal_headers(error: LatchkeyError, realm: str = "latchkey") -> dict[str, str]:

@@ -42,7 +42,7 @@ plain text). Status and headers are the same either way."""
 
 
 def require_token(
-    scopes: Iterable[str] = (), verifier: Verifier | None = None
+    scopes: Iterable[str] = (), verifier: Verifier | None = None, *, max_age: int | None = None
 ) -> Callable[[Request], Awaitable[AccessClaims]]:
     """Return ``async (request) -> claims`` that raises :class:`Refused` on failure: 401 or
     403 with an RFC 6750 challenge, 503 with ``Retry-After`` when the keys cannot be had now.
@@ -52,18 +52,27 @@ def require_token(
     The verifier is the one given, else ``app.state.latchkey_verifier``; claims already put in
     the scope by :class:`BearerAuthMiddleware` are reused. The check never blocks the event
     loop (:meth:`Verifier.verify_async`).
+
+    ``max_age``: the user must have signed in (or proved it again) at most that many seconds
+    ago (the token's ``auth_time``), else 401 ``insufficient_user_authentication`` with
+    ``max_age`` in the challenge (RFC 9470 §3): for the operations that need a fresh login.
     """
     required = tuple(scopes)
+
+    def _verifier(request: Request) -> Verifier:
+        active: Verifier = verifier or getattr(request.app.state, VERIFIER_STATE)
+        return active
 
     async def dependency(request: Request) -> AccessClaims:
         claims: AccessClaims | None = request.scope.get(CLAIMS_KEY)
         try:
             if claims is None:
-                active = verifier or getattr(request.app.state, VERIFIER_STATE)
                 token = bearer_token(request.headers.get("authorization"))
-                claims = await active.verify_async(token)
+                claims = await _verifier(request).verify_async(token)
                 request.scope[CLAIMS_KEY] = claims
             require_scopes(claims, required)
+            if max_age is not None:
+                _verifier(request).require_recent_login(claims, max_age)
         except REFUSALS as error:
             raise Refused(error) from None
         return claims

@@ -7,6 +7,7 @@ them with the same ring and its deny-list of revoked sessions (docs/design.md §
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.access import AccessTokenIssuer
 from ..core.refresh import RefreshToken, RefreshTokenCodec
@@ -46,6 +47,19 @@ class AccessTokens:
     def verify(self, token: str) -> AccessClaims:
         return self.verifier.verify(token)
 
+    def access_only(self, session: Session, now: float) -> dict[str, Any]:
+        """A new access token for the session, found live at ``now``, and no refresh token
+        (``POST /auth/reauthenticate``): ``{"access_token", "token_type", "expires_in"}``."""
+        access = self.issuer.issue(
+            subject=session.user_id,
+            sid=session.sid,
+            scope=session.scope,
+            auth_time=session.auth_time,
+            at=now,  # when the session was found live: iat is never later (core/epochs.py)
+            not_after=session.expires_at(),
+        )
+        return {"access_token": access.token, "token_type": "Bearer", "expires_in": access.lifetime}
+
     def pair(
         self, session: Session, token: RefreshToken, now: float, *, scope: str | None = None
     ) -> TokenPair:
@@ -64,7 +78,7 @@ class AccessTokens:
             subject=session.user_id,
             sid=session.sid,
             scope=granted,
-            auth_time=int(session.created_at),
+            auth_time=session.auth_time,
             at=now,  # when the session was found live: iat is never later (core/epochs.py)
             not_after=refresh_expires_at,
         )

@@ -118,9 +118,10 @@ class AccountService:
     async def change_password(
         self, claims: AccessClaims, current: str, new: str, client: ClientInfo
     ) -> None:
-        """``POST /auth/password``: needs the current password (ASVS V6.2.3); every other
-        session of the user is revoked, the caller's survives (ASVS V7.4.3)."""
-        user = await self._liveness.bearer_user(claims)
+        """``POST /auth/password``: needs a recent login and the current password (ASVS
+        V6.2.3); every other session of the user is revoked, the caller's survives (ASVS
+        V7.4.3)."""
+        user = await self._liveness.recently_authenticated_user(claims)
         account = f"account:{user.key}"
         wait = await self._throttle.retry_after(account, self._limits.account)
         if wait:

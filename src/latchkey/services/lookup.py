@@ -12,7 +12,7 @@ from ..core.clock import Clock
 from ..core.errors import NotFound, RevokedToken
 from ..core.sessions import Session
 from ..core.users import User, username_key
-from ..core.verifier import AccessClaims
+from ..core.verifier import AccessClaims, require_recent_login
 from ..store.protocol import SessionStore, UserStore
 
 
@@ -61,10 +61,13 @@ class UserNames:
 
 
 class Liveness:
-    def __init__(self, sessions: SessionStore, users: UserStore, clock: Clock) -> None:
+    def __init__(
+        self, sessions: SessionStore, users: UserStore, clock: Clock, *, fresh_auth_max_age: int
+    ) -> None:
         self._sessions = sessions
         self._users = users
         self._clock = clock
+        self.fresh_auth_max_age = fresh_auth_max_age
 
     async def live(self, sid: str, user_id: str | None = None) -> tuple[Session, User] | None:
         """The live session ``sid`` (of ``user_id`` when given) and its enabled user, if
@@ -85,3 +88,12 @@ class Liveness:
         if live is None:
             raise RevokedToken()
         return live[1]
+
+    async def recently_authenticated_user(self, claims: AccessClaims) -> User:
+        """:meth:`bearer_user` for the sensitive operations (password and e-mail changes,
+        signing out everywhere): the token's ``auth_time`` must also be at most
+        LATCHKEY_FRESH_AUTH_MAX_AGE old, else 401 ``insufficient_user_authentication``
+        (RFC 9470 §3; OWASP ASVS v5 V7.5.3)."""
+        user = await self.bearer_user(claims)
+        require_recent_login(claims, self.fresh_auth_max_age, self._clock.now())
+        return user

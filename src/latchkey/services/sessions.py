@@ -99,8 +99,9 @@ class SessionService:
             raise NotFound("No such session.")
 
     async def logout_all(self, claims: AccessClaims, client: ClientInfo) -> int:
-        """``POST /auth/logout-all``: every session of the caller's user, the caller's too."""
-        user = await self._liveness.bearer_user(claims)
+        """``POST /auth/logout-all``: every session of the caller's user, the caller's too;
+        needs a recent login (a stolen access token must not lock the user out)."""
+        user = await self._liveness.recently_authenticated_user(claims)
         return await self._revoker.revoke_all_of(user.id, RevocationReason.LOGOUT_ALL, client)
 
     # --- administrators (`latchkey sessions …`) ------------------------------------------

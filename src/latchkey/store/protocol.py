@@ -99,6 +99,14 @@ class SessionStore(Protocol):
         session no longer holds ``rotation.expected_*`` or is revoked or expired."""
         ...
 
+    async def reauthenticate(
+        self, sid: str, user_id: str, now: float, *, audit: AuditEvent | None = None
+    ) -> Session | None:
+        """Record a new proof of the password at ``now`` in the live session ``sid`` of
+        ``user_id``; the updated row, or ``None`` if it is unknown, someone else's, revoked
+        or expired (nothing written then, not even ``audit``)."""
+        ...
+
     async def revoke_session(
         self,
         sid: str,

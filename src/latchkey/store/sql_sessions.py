@@ -68,6 +68,7 @@ def _stored_session(row: Row[Any]) -> Session:
         mark_generation=row.mark_generation,
         mark_at=row.mark_at,
         epoch=row.epoch,
+        authenticated_at=row.authenticated_at,
     )
 
 
@@ -110,6 +111,29 @@ class SqlSessions(SqlBase):
                 for event in rows:
                     event.update(user_id=row.user_id, sid=row.sid)
                 await conn.execute(statements.INSERT_AUDIT, rows)
+        return None if row is None else _stored_session(row)
+
+    async def reauthenticate(
+        self, sid: str, user_id: str, now: float, *, audit: AuditEvent | None = None
+    ) -> Session | None:
+        c = sessions.c
+        statement = (
+            update(sessions)
+            .where(
+                c.sid == sid,
+                c.user_id == user_id,
+                c.revoked_at.is_(None),
+                c.idle_expires_at > now,
+                c.absolute_expires_at > now,
+                c.epoch == statements.USER_EPOCH,  # not a session of an ended epoch
+            )
+            .values(authenticated_at=now)
+            .returning(*sessions.columns)
+        )
+        async with self._begin() as conn:
+            row = (await conn.execute(statement)).first()
+            if row is not None and audit is not None:
+                await write_audit(conn, [audit])
         return None if row is None else _stored_session(row)
 
     async def revoke_session(

@@ -59,6 +59,8 @@ sessions = Table(
     Column("mark_generation", Integer, nullable=False, server_default="0"),
     Column("mark_at", Float, nullable=True),
     Column("epoch", Integer, nullable=False, server_default="0"),  # its user's, when opened
+    # The last password proof (login or POST /auth/reauthenticate); NULL: created_at.
+    Column("authenticated_at", Float, nullable=True),
     # A user's sessions of one epoch, oldest first: the cap on sessions per user.
     Index("ix_sessions_user_id_epoch_created_at", "user_id", "epoch", "created_at"),
     # The deny-list feed (revoked since …) and the purge (expired or revoked before …).

@@ -30,6 +30,7 @@ from ..services import SessionView, TokenPair
 from ..settings import Settings, origin_of
 from .account import ACCOUNT_ROUTES
 from .bodies import (
+    AccessTokenResponse,
     CookieTokenResponse,
     ErrorResponse,
     Health,
@@ -38,6 +39,7 @@ from .bodies import (
     LogoutRequest,
     MeResponse,
     PasswordChangeRequest,
+    ReauthenticateRequest,
     RefreshRequest,
     RegisterRequest,
     RegisterResponse,
@@ -315,6 +317,26 @@ async def change_password(request: Request) -> Response:
 
 @operation(
     "POST",
+    "Prove the password again: a new access token of this session (its auth_time now)",
+    body=ReauthenticateRequest,
+    security=BEARER,
+    answers={
+        200: Answer("A new access token; no new session, no refresh token", AccessTokenResponse),
+        400: _error("invalid_grant: the password is wrong; invalid_request: a malformed body"),
+        429: _error("too_many_requests: counted with the logins; see Retry-After", RETRY_AFTER),
+    },
+)
+async def reauthenticate(request: Request) -> Response:
+    claims = _claims(request)
+    body = parse(ReauthenticateRequest, await read_json(request, request.app.state.max_body))
+    answer = await container_of(request).tokens.reauthenticate(
+        claims, body.password, client_of(request)
+    )
+    return respond(AccessTokenResponse.model_validate(answer))
+
+
+@operation(
+    "POST",
     "Create an account (only with LATCHKEY_ALLOW_REGISTRATION=true)",
     body=RegisterRequest,
     answers={
@@ -441,6 +463,7 @@ ROUTES: list[BaseRoute] = [
     route("/auth/sessions", list_sessions),
     route("/auth/sessions/{sid}", end_session),
     route("/auth/password", change_password),
+    route("/auth/reauthenticate", reauthenticate),
     route("/auth/register", register),
     route("/.well-known/jwks.json", jwks),
     route("/.well-known/oauth-authorization-server", metadata),

@@ -76,12 +76,24 @@ class PasswordChangeRequest(_Body):
     )
 
 
+class ReauthenticateRequest(_Body):
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+
+
 class Reply(BaseModel):
     """An answer's body. The service's values are checked against it (an unknown field is a
     bug, not something to drop) and serialised through it (web/contract.py ``respond``)."""
 
     model_config = ConfigDict(extra="forbid")
     omit_none: ClassVar[bool] = False  # True: a field that is None is left out, not null
+
+
+class AccessTokenResponse(Reply):
+    """``POST /auth/reauthenticate``: a new access token of the same session, nothing else."""
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
 
 
 class RegisterResponse(Reply):

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..core.errors import (
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidClient,
     InvalidToken,
     LatchkeyError,
@@ -25,8 +26,8 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
 
 def error_response(error: LatchkeyError) -> JSONResponse:
     headers = dict(NO_STORE)
-    if isinstance(error, InvalidToken | InsufficientScope):
-        headers["WWW-Authenticate"] = challenge(error)  # RFC 6750 §3
+    if isinstance(error, InvalidToken | InsufficientScope | InsufficientUserAuthentication):
+        headers["WWW-Authenticate"] = challenge(error)  # RFC 6750 §3, RFC 9470 §3
     elif isinstance(error, InvalidClient):
         headers["WWW-Authenticate"] = 'Basic realm="latchkey"'  # RFC 6749 §5.2, RFC 7617
     if isinstance(error, ServiceUnavailable | TooManyRequests):

@@ -18,6 +18,9 @@ const ENDED = "Your session has ended: it was signed out or revoked elsewhere, o
   + "Sign in again.";
 const OFFLINE = "The server could not be reached. Check your connection and try again.";
 const SIGNED_OUT = "You are signed out.";
+const NOT_CONFIRMED = "Nothing was changed: this needs your password again.";
+// RFC 9470: the operation needs a more recent sign-in than this session's.
+const STEP_UP = "insufficient_user_authentication";
 
 const $ = (id) => document.getElementById(id);
 const channel = "BroadcastChannel" in window ? new BroadcastChannel("latchkey") : null;
@@ -66,11 +69,18 @@ async function failure(response) {
   return new ApiError(response.status, body);
 }
 
+function needsRecentSignIn(response) {
+  return response.status === 401
+    && (response.headers.get("WWW-Authenticate") || "").includes(STEP_UP);
+}
+
 // A call with the access token. On a 401 it refreshes once and tries again; when the session
-// is over it shows the sign-in form and throws SessionEnded. Other failures throw ApiError.
-async function api(method, path, body) {
+// is over it shows the sign-in form and throws SessionEnded. When the operation needs a more
+// recent sign-in, the password proves it again (`password`, or asked for in a dialog) and the
+// call is tried once more. Other failures throw ApiError.
+async function api(method, path, body, { password = null } = {}) {
   let response = await send(method, path, { body });
-  if (response.status === 401) {
+  if (response.status === 401 && !needsRecentSignIn(response)) {
     const result = await refresh();
     if (!result.ok) {
       if (result.ended) {
@@ -79,6 +89,10 @@ async function api(method, path, body) {
       }
       throw new ApiError(0, { error_description: result.message });
     }
+    response = await send(method, path, { body });
+  }
+  if (needsRecentSignIn(response)) {
+    await (password === null ? askToReauthenticate() : reauthenticate(password));
     response = await send(method, path, { body });
   }
   if (response.ok) return response;
@@ -185,6 +199,84 @@ async function refreshOrEnd() {
   return false;
 }
 
+// The password proved again (POST /auth/reauthenticate): a new access token of this same
+// session, whose sign-in time is now. Throws ApiError (wrong password, too many attempts) or
+// SessionEnded.
+async function reauthenticate(password) {
+  const prove = () => send("POST", "/auth/reauthenticate", { body: { password } });
+  let response = await prove();
+  if (response.status === 401 && (await refresh()).ok) response = await prove();
+  if (response.status === 401) {
+    end(ENDED, { tell: ENDED });
+    throw new SessionEnded();
+  }
+  if (!response.ok) {
+    const error = await failure(response);
+    const wait = response.headers.get("Retry-After");
+    if (response.status === 429 && wait) error.message = `${error.message} Wait ${wait} s.`;
+    throw error;
+  }
+  accept(await response.json());
+  announce({ type: "token", token, issuedAt, expiresAt });
+}
+
+// The dialog that asks for the password; resolves once it is proved, throws ApiError when
+// the user cancels.
+function askToReauthenticate() {
+  const dialog = $("reauth");
+  const form = $("reauth-form");
+  const input = $("reauth-password");
+  const box = $("reauth-message");
+  box.textContent = "";
+  form.reset();
+  return new Promise((resolve, reject) => {
+    const submit = async (event) => {
+      event.preventDefault();
+      if (!input.value) {
+        box.textContent = "Enter your password.";
+        input.focus();
+        return;
+      }
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      try {
+        await reauthenticate(input.value);
+      } catch (error) {
+        if (error instanceof SessionEnded) {
+          finish();
+          reject(error);
+          return;
+        }
+        box.textContent = error.message;
+        input.select();
+        input.focus();
+        return;
+      } finally {
+        button.disabled = false;
+      }
+      finish();
+      resolve();
+    };
+    const cancel = (event) => {
+      event.preventDefault();
+      finish();
+      reject(new ApiError(0, { error_description: NOT_CONFIRMED }));
+    };
+    function finish() {
+      form.removeEventListener("submit", submit);
+      $("reauth-cancel").removeEventListener("click", cancel);
+      dialog.removeEventListener("cancel", cancel);
+      form.reset();
+      dialog.close();
+    }
+    form.addEventListener("submit", submit);
+    $("reauth-cancel").addEventListener("click", cancel);
+    dialog.addEventListener("cancel", cancel); // Escape
+    dialog.showModal();
+    input.focus();
+  });
+}
+
 // --- views -------------------------------------------------------------------------------
 
 function setView(state) {
@@ -208,6 +300,8 @@ function report(error) {
 
 function showSignIn(message, isError = false) {
   signedIn = false;
+  const dialog = $("reauth");
+  if (dialog.open) dialog.dispatchEvent(new Event("cancel")); // its caller gives up
   $("me-username").textContent = "";
   $("me-scope").textContent = "";
   $("sessions").replaceChildren();
@@ -416,10 +510,9 @@ async function changePassword(event) {
     return;
   }
   try {
-    await api("POST", "/auth/password", {
-      current_password: current.value,
-      new_password: next.value,
-    });
+    const body = { current_password: current.value, new_password: next.value };
+    // A sign-in too long ago: the current password typed here proves it again.
+    await api("POST", "/auth/password", body, { password: current.value });
   } catch (error) {
     report(error);
     if (error instanceof ApiError) (error.code === "invalid_grant" ? current : next).focus();
