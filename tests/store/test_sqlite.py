@@ -188,7 +188,7 @@ async def test_upgrade_through_0005_adds_the_marks(database_url: str) -> None:
     store = SqlStore.from_url(database_url)
     try:
         await upgrade_to(store.engine, "0004")
-        session = make_session(1)  # generation 3, rotated 2.5 s before T0
+        session = make_session(1, authenticated_at=None)  # generation 3, rotated at T0 - 2.5
         await add_as_before(store.engine, make_user("u", user_id=session.user_id), [session])
 
         await upgrade(store.engine)
