@@ -24,7 +24,7 @@ It prints a Markdown table for docs/capacity.md.
     .venv/bin/python bench/capacity.py [--rows 1000000] [--user-sessions 100000] [--seconds 10]
 
 The 10 M-row figures of docs/capacity.md need ``--rows 10000000`` and a machine to itself
-(``flock /work/quiet.lock …`` waits for test runs to end).
+(nothing else using its cores).
 """
 
 from __future__ import annotations

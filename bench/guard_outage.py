@@ -23,7 +23,7 @@ errors), latency p50/p99/max as wrk reports them (bench/wrk.py), and the ratio t
 
     .venv/bin/python bench/guard_outage.py [--seconds 10] [--rounds 3] [--connections 32]
 
-Run it alone on the machine (``flock /work/quiet.lock …`` waits for test runs to end).
+Run it alone on the machine: nothing else should be using its cores.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ of the hung phases' largest latency to the up phases' median and largest.
 
     .venv/bin/python bench/redis_outage.py [--seconds 5] [--rounds 3] [--connections 1]
 
-Run it alone on the machine (``flock /work/quiet.lock …`` waits for test runs to end).
+Run it alone on the machine: nothing else should be using its cores.
 """
 
 from __future__ import annotations
