@@ -71,6 +71,11 @@ class Server:
     def port(self) -> int:
         return int(self.base_url.rsplit(":", 1)[1])
 
+    @property
+    def management_url(self) -> str:
+        """Where a latchkey server serves /metrics and /readyz (LATCHKEY_MANAGEMENT_ADDR)."""
+        return f"http://{self.env['LATCHKEY_MANAGEMENT_ADDR']}"
+
     def client(self) -> httpx.Client:
         return http_client(self.base_url)
 
@@ -152,6 +157,8 @@ class Processes:
     ) -> Server:
         """``latchkey serve`` on a free port; the issuer is this server's URL unless given."""
         port = free_port()
+        # A management listener of its own (/metrics, /readyz), not the shared default 9000.
+        settings.setdefault("LATCHKEY_MANAGEMENT_ADDR", f"127.0.0.1:{free_port()}")
         env = self.latchkey_env(
             data_dir,
             LATCHKEY_ISSUER=f"http://{issuer_host}:{issuer_port or port}",

@@ -103,15 +103,15 @@ class AsyncFaultTransport(httpx.AsyncHTTPTransport):
         return self.faults.after(request, response)
 
 
-def refreshes(base_url: str, outcome: str) -> float:
-    text = httpx.get(f"{base_url}/metrics", trust_env=False).text
+def refreshes(management_url: str, outcome: str) -> float:
+    text = httpx.get(f"{management_url}/metrics", trust_env=False).text
     match = re.search(rf'^latchkey_refreshes_total\{{outcome="{outcome}"\}} (\S+)$', text, re.M)
     assert match, text
     return float(match[1])
 
 
-def outcomes(base_url: str) -> dict[str, float]:
-    return {o: refreshes(base_url, o) for o in ("rotated", "grace", "stale", "reused")}
+def outcomes(management_url: str) -> dict[str, float]:
+    return {o: refreshes(management_url, o) for o in ("rotated", "grace", "stale", "reused")}
 
 
 def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -140,11 +140,11 @@ def test_sync_lost_answer_is_retried_into_the_grace_path(
     ) as http:
         pair = login(http, "writer")
         http.auth = auth = fresh_auth(server.base_url, http, pair["refresh_token"])
-        before = outcomes(server.base_url)
+        before = outcomes(server.management_url)
         faults.plan = [("after", AFTER_THE_SERVICE[fault])]
         assert http.get("/auth/me").status_code == 200
         assert (faults.sent, faults.reached) == (2, 2)
-        assert delta(before, outcomes(server.base_url)) == {"rotated": 1, "grace": 1}
+        assert delta(before, outcomes(server.management_url)) == {"rotated": 1, "grace": 1}
         # The tokens it holds are the session's current ones: they rotate on.
         held = auth.tokens.refresh_token
         onward = http.post("/auth/refresh", json={"refresh_token": held}, auth=httpx.Auth())
@@ -164,11 +164,11 @@ async def test_async_lost_answer_is_retried_into_the_grace_path(
         base_url=server.base_url, transport=AsyncFaultTransport(faults), trust_env=False, timeout=30
     ) as http:
         http.auth = auth = fresh_auth(server.base_url, http, pair["refresh_token"])
-        before = outcomes(server.base_url)
+        before = outcomes(server.management_url)
         faults.plan = [("after", AFTER_THE_SERVICE[fault])]
         assert (await http.get("/auth/me")).status_code == 200
         assert (faults.sent, faults.reached) == (2, 2)
-        assert delta(before, outcomes(server.base_url)) == {"rotated": 1, "grace": 1}
+        assert delta(before, outcomes(server.management_url)) == {"rotated": 1, "grace": 1}
         held = auth.tokens.refresh_token
         onward = await http.post("/auth/refresh", json={"refresh_token": held}, auth=httpx.Auth())
         assert onward.status_code == 200, onward.text
@@ -184,11 +184,11 @@ def test_request_that_never_arrived_is_sent_again(shared_latchkey, login, fault:
     ) as http:
         pair = login(http, "writer")
         http.auth = fresh_auth(server.base_url, http, pair["refresh_token"])
-        before = outcomes(server.base_url)
+        before = outcomes(server.management_url)
         faults.plan = [("before", BEFORE_THE_SERVICE[fault])] * 2
         assert http.get("/auth/me").status_code == 200
         assert (faults.sent, faults.reached) == (3, 1)
-        assert delta(before, outcomes(server.base_url)) == {"rotated": 1}
+        assert delta(before, outcomes(server.management_url)) == {"rotated": 1}
 
 
 async def test_every_attempt_lost_keeps_the_session(shared_latchkey, login) -> None:
@@ -204,14 +204,14 @@ async def test_every_attempt_lost_keeps_the_session(shared_latchkey, login) -> N
     ) as http:
         http.auth = auth = fresh_auth(server.base_url, http, pair["refresh_token"])
         tokens = auth.tokens
-        before = outcomes(server.base_url)
+        before = outcomes(server.management_url)
         faults.plan = [("after", AFTER_THE_SERVICE["read timeout"])] * 3
         with pytest.raises(httpx.ReadTimeout):
             await http.get("/auth/me")
         assert auth.tokens is tokens
         assert (faults.sent, faults.reached) == (3, 3)
         assert (await http.get("/auth/me")).status_code == 200
-        assert delta(before, outcomes(server.base_url)) == {"rotated": 1, "grace": 3}
+        assert delta(before, outcomes(server.management_url)) == {"rotated": 1, "grace": 3}
 
 
 def test_a_503_is_returned_not_retried(shared_latchkey, login) -> None:
